@@ -1,0 +1,9 @@
+"""Django app config for the sync engine."""
+from django.apps import AppConfig
+
+
+class SyncConfig(AppConfig):
+    name = "fieldsync.sync"
+    label = "sync"
+    verbose_name = "Sync engine"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""fieldsync's domain: community wardens' and PCSOs' street audits and ASB observations."""

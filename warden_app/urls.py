@@ -1,0 +1,6 @@
+"""The domain's URLs: API endpoints and web pages."""
+from django.urls import include, path
+
+urlpatterns = [
+    path("api/v1/", include("fieldsync.sync.urls")),
+]
