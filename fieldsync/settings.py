@@ -229,6 +229,12 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# gis.W001: GDAL older than 3.9 (Debian 12 ships 3.6) cannot stop SpatialReference from
+# reading files or URLs named in a spatial reference *string*. fieldsync builds spatial
+# references only from integer SRIDs, and Django rejects external CRS members in GeoJSON
+# input whatever the GDAL version; client-supplied CRS names (e.g. OGC API `crs`) must be
+# mapped to an allow-list of SRIDs, never passed to GDAL. Drop this once GDAL >= 3.9.
+SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 
 LOGGING = {
     "version": 1,
@@ -236,3 +242,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")

@@ -1,1 +1,382 @@
-"""Registers the warden record types with the sync engine (filled in by the sync work)."""
+"""Registers observations, street audits and audit items with the sync engine.
+
+This is the whole of the engine's knowledge of the domain: the wire fields of each type,
+and a policy answering who may write where, which scope keys a record lives under and
+what a user may see. Scope keys: `a:<area id>` (records in an area, sync window applies),
+`u:<user id>` (a user's own records), `t:<user id>` (a user's out-of-area records, followed
+by the supervisors of their teams).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from fieldsync.sync import registry
+from fieldsync.sync.fields import FieldSpec
+from fieldsync.sync.registry import RecordType, Row
+
+from . import permissions
+from .choices import ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
+from .models import AuditItem, Observation, StreetAudit
+from .roles import Role, roles_of
+
+SERVER_OWNED = frozenset({"version", "area", "author", "organisation", "server_time", "review", "device"})
+
+LOCATION_FIELDS = (
+    FieldSpec("location", "point", required=True, nullable=False, description="GeoJSON Point, WGS84"),
+    FieldSpec("accuracy_m", "number", minimum=0, maximum=100_000, description="GPS accuracy, metres"),
+    FieldSpec("fix_source", "text", choices=FixSource.values, nullable=False, default=FixSource.GPS.value),
+)
+PHOTOS = FieldSpec("photos", "photos", nullable=False, default=None, description="sha256 of each photo")
+FORM = FieldSpec("form_version", "integer", minimum=1, description="form version the record was made with")
+
+
+@lru_cache(maxsize=256)
+def _form(record_type: str, version: int | None) -> tuple[int, int, dict[str, Sequence[str]]] | None:
+    """(form id, version, code lists) of a form version; forms never change once published."""
+    from .models import FormDefinition
+
+    forms = FormDefinition.objects.filter(record_type=record_type)
+    form = forms.filter(version=version).first() if version is not None else forms.order_by("-version").first()
+    if form is None:
+        return None
+    definition = form.definition or {}
+    choices: dict[str, Sequence[str]] = {}
+    checklist = definition.get("checklist") or []
+    if checklist:
+        choices["issue_type"] = tuple(item["code"] for item in checklist)
+        choices["graded_issue_type"] = tuple(item["code"] for item in checklist if item.get("graded"))
+    for key in ("incident_types", "qualifiers", "action_taken"):
+        if key in definition:
+            choices[key] = tuple(definition[key])
+    return form.pk, form.version, choices
+
+
+def forms_changed() -> None:
+    """Forget cached forms (a form version is published or the test database is reset)."""
+    _form.cache_clear()
+    _form_version.cache_clear()
+
+
+@lru_cache(maxsize=256)
+def _form_version(form_id: int) -> int:
+    from .models import FormDefinition
+
+    return FormDefinition.objects.values_list("version", flat=True).get(pk=form_id)
+
+
+class FieldRecordPolicy:
+    """Shared answers for the three record types."""
+
+    form_type = "observation"
+    review_state_column = True
+    record_type = ""
+    review_fk = ""
+
+    @property
+    def personal_fields(self) -> frozenset[str]:
+        return permissions.PERSONAL_FIELDS.get(self.record_type, frozenset())
+
+    def enrich(self, rows: list[Row]) -> None:
+        """Add what a pull shows besides the row: author username, latest review note."""
+        from .models import Review, User
+
+        names = dict(User.objects.filter(pk__in={r["author_id"] for r in rows}).values_list("pk", "username"))
+        for row in rows:
+            row["author_username"] = names.get(row["author_id"])
+        if not self.review_fk or not rows:
+            return
+        latest = (
+            Review.objects.filter(**{f"{self.review_fk}__in": [r["id"] for r in rows]})
+            .exclude(decision="comment")
+            .order_by(self.review_fk, "-created_at")
+            .distinct(self.review_fk)
+            .values_list(self.review_fk, "note", "created_at")
+        )
+        by_record = {rid: (note, at) for rid, note, at in latest}
+        for row in rows:
+            note, at = by_record.get(row["id"], ("", None))
+            row["review_note"], row["reviewed_at"] = note, at.isoformat() if at else None
+
+    # --- forms and placement ------------------------------------------------------------
+
+    def form(self, version):
+        found = _form(self.form_type, version)
+        if found is None and version is not None:
+            forms_changed()  # a version published since we cached: look again once
+            found = _form(self.form_type, version)
+        return found
+
+    def form_version_of(self, form_id: int) -> int:
+        return _form_version(form_id)
+
+    def locate(self, points: Sequence[tuple[float, float]]) -> list[int | None]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT warden_area_for_point(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)) "
+                "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(lon, lat, n) ORDER BY p.n",
+                [[p[0] for p in points], [p[1] for p in points]],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    def placement_columns(self, placement):
+        return {"area_id": placement}
+
+    def new_row_columns(self, *, user, device, placement):
+        columns = {
+            "author_id": user.pk,
+            "organisation_id": user.organisation_id,
+            "device_id": device.pk if device else None,
+            "area_id": placement,
+        }
+        if self.review_state_column:
+            columns["review_state"] = ReviewState.SUBMITTED.value
+        return columns
+
+    # --- permissions ----------------------------------------------------------------------
+
+    def can_create(self, user, placement) -> bool:
+        return user.organisation_id is not None and permissions.can_record_in(user, placement)
+
+    def can_edit(self, user, row: Row) -> bool:
+        return permissions.can_edit_record(user, _RowView(row))
+
+    def can_move_to(self, user, row: Row, placement) -> bool:
+        return permissions.can_record_in(user, placement) or (
+            placement is not None and permissions.can_review(user, placement)
+        )
+
+    def is_locked(self, row: Row) -> bool:
+        return row.get("review_state") == ReviewState.APPROVED.value
+
+    def after_edit(self, row: Row) -> Row:
+        if row.get("review_state") in (ReviewState.HAS_ISSUES.value, ReviewState.REJECTED.value):
+            return {"review_state": ReviewState.EDITED.value}
+        return {}
+
+    def validate(self, row: Row, choices: dict) -> dict[str, list]:
+        return {}
+
+    # --- scope and visibility -------------------------------------------------------------
+
+    def scope_keys(self, row: Row) -> Iterable[str]:
+        keys = [f"u:{row['author_id']}"]
+        keys.append(f"a:{row['area_id']}" if row.get("area_id") is not None else f"t:{row['author_id']}")
+        return keys
+
+    def device_scope(self, user) -> dict[str, bool]:
+        return device_scope(user)
+
+    def in_device_scope(self, user, row: Row, window_start) -> bool:
+        own_open = row["author_id"] == user.pk and row.get("review_state") != ReviewState.APPROVED.value
+        if own_open:
+            return True
+        if row["updated_at"] < window_start:
+            return False
+        if row["author_id"] == user.pk:
+            return True
+        if row.get("area_id") is None:
+            return row["author_id"] in permissions.supervised_user_ids(user)
+        return permissions.can_record_in(user, row["area_id"]) or permissions.can_review(user, row["area_id"])
+
+    def visible_fields(self, user, row: Row) -> frozenset[str]:
+        return permissions.visible_fields(user, self.record_type, _RowView(row), _ALL_FIELDS[self.record_type])
+
+    def server_view(self, row: Row) -> dict[str, Any]:
+        view = {
+            "area": row.get("area_id"),
+            "author": row.get("author_username") or row.get("author_id"),
+            "organisation": row.get("organisation_id"),
+            "server_time": row["updated_at"].isoformat(),
+        }
+        if self.review_state_column:
+            view["review"] = {
+                "state": row.get("review_state"),
+                "note": row.get("review_note", ""),
+                "reviewed_at": row.get("reviewed_at"),
+            }
+        return view
+
+    def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
+        from .services.access_log import access_log_records
+
+        access_log_records(user=user, action=action, record_type=self.record_type, record_ids=record_ids,
+                           device_id=device.pk if device else None)
+
+
+class _RowView:
+    """Lets the permission functions read a row dict like a model instance."""
+
+    __slots__ = ("area_id", "author_id", "organisation_id", "review_state")
+
+    def __init__(self, row: Row):
+        self.author_id = row.get("author_id")
+        self.area_id = row.get("area_id")
+        self.organisation_id = row.get("organisation_id")
+        self.review_state = row.get("review_state")
+
+
+def device_scope(user) -> dict[str, bool]:
+    """The keys a user's handheld follows: their areas (windowed), their own records, and
+    for supervisors the out-of-area records of their teams."""
+    keys: dict[str, bool] = {f"u:{user.pk}": False}
+    area_ids = permissions.area_ids_with(user, permissions.RECORD_IN_AREA)
+    if permissions.has_role(user, Role.SUPERVISOR):
+        area_ids = area_ids | permissions.area_ids_with(user, permissions.REVIEW_AREA)
+        for member in permissions.supervised_user_ids(user):
+            keys[f"t:{member}"] = True
+    if not (permissions.is_field_staff(user) or permissions.has_role(user, Role.SUPERVISOR)):
+        area_ids = frozenset()
+    for area_id in area_ids:
+        keys[f"a:{area_id}"] = True
+    return keys
+
+
+class ObservationPolicy(FieldRecordPolicy):
+    form_type = "observation"
+    record_type = "observation"
+    review_fk = "observation_id"
+
+
+class StreetAuditPolicy(FieldRecordPolicy):
+    form_type = "street_audit"
+    record_type = "street_audit"
+    review_fk = "street_audit_id"
+
+    def validate(self, row: Row, choices: dict) -> dict[str, list]:
+        started, finished = row.get("started_at"), row.get("finished_at")
+        if started and finished and finished < started:
+            return {"finished_at": [{"code": "before_start", "message": "finished_at is before started_at"}]}
+        return {}
+
+
+class AuditItemPolicy(FieldRecordPolicy):
+    form_type = "street_audit"
+    record_type = "audit_item"
+    review_state_column = False
+
+    def validate(self, row: Row, choices: dict) -> dict[str, list]:
+        graded = choices.get("graded_issue_type", ())
+        if row.get("issue_type") in graded and not row.get("grade"):
+            return {"grade": [{"code": "required", "message": f"{row['issue_type']} must be graded A-D"}]}
+        if row.get("grade") and row.get("issue_type") not in graded:
+            return {"grade": [{"code": "not_graded", "message": f"{row['issue_type']} is not graded"}]}
+        return {}
+
+    def is_locked(self, row: Row) -> bool:
+        """Items are reviewed with their audit: an approved audit locks its items."""
+        state = (
+            StreetAudit.objects.filter(pk=row.get("street_audit")).values_list("review_state", flat=True).first()
+        )
+        return state == ReviewState.APPROVED.value
+
+    def after_edit(self, row: Row) -> Row:
+        return {}
+
+
+_ALL_FIELDS: dict[str, frozenset[str]] = {}
+
+
+def _register(name: str, model, fields: tuple[FieldSpec, ...], policy, server_columns, parent=None) -> None:
+    _ALL_FIELDS[name] = frozenset(spec.name for spec in fields)
+    registry.register(
+        RecordType(
+            name=name, model=model, fields=fields, policy=policy, server_columns=server_columns,
+            parent=parent, read_only=SERVER_OWNED,
+        )
+    )
+
+
+_register(
+    "observation",
+    Observation,
+    (
+        FieldSpec("qualifier", "text", required=True, nullable=False, choices=Qualifier.values),
+        FieldSpec("incident_type", "text", required=True, nullable=False, choices=IncidentType.values),
+        FieldSpec("observed_at", "datetime", required=True, nullable=False),
+        FieldSpec("description", "text", nullable=False, max_length=4000, default=""),
+        FieldSpec("action_taken", "text_list", nullable=False, choices=ActionTaken.values, max_length=30),
+        FieldSpec("persons_involved", "json_list", nullable=False,
+                  description="[{description, name, approx_age}]: personal data"),
+        *LOCATION_FIELDS,
+        PHOTOS,
+        FORM,
+    ),
+    ObservationPolicy(),
+    ("author_id", "organisation_id", "device_id", "area_id", "review_state"),
+)
+_register(
+    "street_audit",
+    StreetAudit,
+    (
+        FieldSpec("title", "text", nullable=False, max_length=200, default=""),
+        FieldSpec("started_at", "datetime", required=True, nullable=False),
+        FieldSpec("finished_at", "datetime"),
+        FieldSpec("route", "line"),
+        FieldSpec("notes", "text", nullable=False, max_length=4000, default=""),
+        *LOCATION_FIELDS,
+        PHOTOS,
+        FieldSpec("form_version", "integer", required=True, minimum=1),
+    ),
+    StreetAuditPolicy(),
+    ("author_id", "organisation_id", "device_id", "area_id", "review_state"),
+)
+_register(
+    "audit_item",
+    AuditItem,
+    (
+        FieldSpec("street_audit", "uuid", required=True, nullable=False, column="street_audit_id"),
+        FieldSpec("issue_type", "text", required=True, nullable=False, form_choices="issue_type"),
+        FieldSpec("grade", "text", choices=Grade.values),
+        FieldSpec("responsible_agency", "text", nullable=False, max_length=120, default=""),
+        FieldSpec("notes", "text", nullable=False, max_length=4000, default=""),
+        *LOCATION_FIELDS,
+        PHOTOS,
+        FieldSpec("form_version", "integer", required=True, minimum=1),
+    ),
+    AuditItemPolicy(),
+    ("author_id", "organisation_id", "device_id", "area_id"),
+    parent=("street_audit", "street_audit"),
+)
+
+
+class WardenDevicePolicy:
+    """Who may enrol, revoke and watch handhelds, and what a handheld is told about its user."""
+
+    def can_enrol(self, user) -> bool:
+        return permissions.can_enrol_device(user)
+
+    def can_revoke(self, user, device) -> bool:
+        return permissions.can_revoke_device(user, device)
+
+    def can_see_device(self, user, device) -> bool:
+        return device.user_id == user.pk or permissions.can_revoke_device(user, device)
+
+    def describe_user(self, user) -> dict[str, Any]:
+        org = user.organisation
+        return {
+            "username": user.get_username(),
+            "roles": sorted(roles_of(user)),
+            "organisation": {"id": org.pk, "name": org.name} if org else None,
+        }
+
+    def areas(self, user) -> list[dict[str, Any]]:
+        from .models import Area
+
+        ids = permissions.area_ids_with(user, permissions.RECORD_IN_AREA) | permissions.area_ids_with(
+            user, permissions.REVIEW_AREA
+        )
+        return [
+            {"id": area.pk, "name": area.name, "geometry": orjson.loads(area.geom.geojson)}
+            for area in Area.objects.filter(pk__in=ids).order_by("pk")
+        ]
+
+    def device_logged(self, *, user, device, action: str) -> None:
+        """Enrolment and revocation touch no record's personal data: nothing for s.62."""
+
+
+registry.set_device_policy(WardenDevicePolicy())

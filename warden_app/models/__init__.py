@@ -1,4 +1,5 @@
 """The domain's tables, one module per part of the domain."""
+from .access_log import AccessAction, AccessLogEntry
 from .areas import Area, AreaGroupObjectPermission, AreaUserObjectPermission, BoundarySet
 from .forms import FormDefinition
 from .organisations import Organisation, User
@@ -7,6 +8,8 @@ from .review import Review
 from .teams import Team, TeamGroupObjectPermission, TeamUserObjectPermission
 
 __all__ = [
+    "AccessAction",
+    "AccessLogEntry",
     "Area",
     "AreaGroupObjectPermission",
     "AreaUserObjectPermission",

@@ -1,0 +1,36 @@
+"""Writing the change feed: one row per record and scope key, bumped on every change.
+
+Each touched row takes the writing transaction's id (`xid`) and a fresh sequence number,
+so pulls can order changes and stop below the oldest transaction still running.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import connection
+
+_TOUCH_SQL = """
+INSERT INTO sync_change (record_type, record_id, scope_key, xid, seq, changed_at)
+SELECT v.t, v.id, v.k, pg_current_xact_id()::text::bigint, nextval('sync_change_seq'), %s
+FROM unnest(%s::text[], %s::uuid[], %s::text[]) AS v(t, id, k)
+ON CONFLICT (record_type, record_id, scope_key)
+DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq, changed_at = EXCLUDED.changed_at
+"""
+
+
+def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime) -> None:
+    """Record that each (record type, record id, scope key) changed in this transaction.
+
+    Sorted (parent types first, as registered), so concurrent writers lock feed rows in
+    one order and cannot deadlock, and a page lists an audit before its items.
+    """
+    from . import registry
+
+    rank = {rtype.name: i for i, rtype in enumerate(registry.all_types())}
+    unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), str(e[1]), e[2]))
+    if not unique:
+        return
+    types, ids, keys = zip(*unique, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_TOUCH_SQL, [at, list(types), list(ids), list(keys)])

@@ -1,0 +1,770 @@
+"""Push: apply a device's mutations exactly once, in order, each ending applied, merged,
+conflict or rejected (or `duplicate` of an earlier answer).
+
+The batch is decided in memory and written with a handful of set-based statements in one
+transaction, after taking advisory locks on every mutation id and record id it touches:
+concurrent pushes of the same mutations, or of edits to the same records, serialise on
+those locks, so "decide, then write" sees a stable world. If writing fails for a reason
+the decision could not foresee (a database constraint), the batch is replayed one
+mutation per savepoint so that one bad mutation never blocks the others.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from . import registry, rows
+from .fields import Context, Invalid, parse_time, to_wire
+from .merge import merge_patch
+from .models import MutationStatus
+from .registry import RecordType, Row
+
+log = logging.getLogger(__name__)
+
+OPS = ("create", "update", "delete")
+ENVELOPE_KEYS = {"mutation_id", "type", "op", "id", "base_version", "client_time", "data"}
+DUPLICATE = "duplicate"
+REJECTED = MutationStatus.REJECTED.value
+
+
+def _err(code: str, message: str) -> list[dict[str, str]]:
+    return [{"code": code, "message": message}]
+
+
+@dataclass
+class Mutation:
+    index: int
+    raw: Any
+    payload_hash: str
+    mutation_id: uuid.UUID | None = None
+    rtype: RecordType | None = None
+    op: str = ""
+    record_id: uuid.UUID | None = None
+    base_version: int | None = None
+    client_time: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    envelope_errors: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, uuid.UUID]:
+        return (self.rtype.name, self.record_id)
+
+
+@dataclass
+class RecordState:
+    """A record as this batch sees it: loaded, then changed by its mutations in order."""
+
+    rtype: RecordType
+    row: Row | None
+    in_db: bool
+    old_keys: frozenset[str] = frozenset()
+    created_here: bool = False
+    rejected_create: bool = False
+    dirty: bool = False
+    versions: list[tuple[int, list[str], uuid.UUID]] = field(default_factory=list)
+
+
+def payload_hash(raw: Any) -> str:
+    return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def parse_mutation(index: int, raw: Any) -> Mutation:
+    """Check a mutation's envelope; field-level problems are kept, not raised."""
+    try:
+        digest = payload_hash(raw)
+    except TypeError:
+        digest = hashlib.sha256(repr(raw).encode()).hexdigest()
+    m = Mutation(index=index, raw=raw, payload_hash=digest)
+    errors = m.envelope_errors
+    if not isinstance(raw, dict):
+        errors["mutation"] = _err("wrong_type", "each mutation must be an object")
+        return m
+    for key in raw.keys() - ENVELOPE_KEYS:
+        errors[key] = _err("unknown_field", f"unknown mutation field {key!r}")
+    try:
+        m.mutation_id = uuid.UUID(raw["mutation_id"]) if isinstance(raw.get("mutation_id"), str) else None
+    except ValueError:
+        m.mutation_id = None
+    if m.mutation_id is None:
+        errors["mutation_id"] = _err("invalid_uuid", "mutation_id must be a UUID")
+    m.rtype = registry.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
+    if m.rtype is None:
+        errors["type"] = _err("unknown_type", f"unknown record type {raw.get('type')!r}")
+    m.op = raw.get("op") if raw.get("op") in OPS else ""
+    if not m.op:
+        errors["op"] = _err("unknown_op", "op must be create, update or delete")
+    try:
+        m.record_id = uuid.UUID(raw["id"]) if isinstance(raw.get("id"), str) else None
+    except ValueError:
+        m.record_id = None
+    if m.record_id is None:
+        errors["id"] = _err("invalid_uuid", "id must be a UUID")
+    base = raw.get("base_version")
+    if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 1):
+        errors["base_version"] = _err("wrong_type", "base_version must be a positive integer or null")
+    else:
+        m.base_version = base
+    if m.op in ("update", "delete") and base is None and "base_version" not in errors:
+        errors["base_version"] = _err("required", f"{m.op} needs the base_version the device last saw")
+    if raw.get("client_time") is not None:
+        try:
+            m.client_time = parse_time(raw["client_time"], "client_time")
+        except Invalid as exc:
+            errors["client_time"] = _err(exc.code, exc.message)
+    data = raw.get("data", {})
+    if not isinstance(data, dict):
+        errors["data"] = _err("wrong_type", "data must be an object")
+    else:
+        m.data = data
+    return m
+
+
+class Batch:
+    """Decides a push in memory; `write()` stores the decisions."""
+
+    def __init__(self, *, user, device, mutations: list[Mutation]):
+        self.user = user
+        self.device = device
+        self.mutations = mutations
+        self.now = timezone.now()
+        self.ctx_future = timedelta(seconds=settings.SYNC_MAX_CLOCK_SKEW_S)
+        self.tolerance_m = settings.SYNC_LOCATION_TOLERANCE_M
+        self.results: list[dict | None] = [None] * len(mutations)
+        self.states: dict[tuple[str, uuid.UUID], RecordState] = {}
+        self.receipts_new: list[tuple[Mutation, dict]] = []
+        self.quarantine: list[tuple[Mutation, str, dict]] = []
+        self.conflicts: list[dict] = []
+        self.seen: dict[uuid.UUID, tuple[str, dict]] = {}
+        self.previously_rejected: set[tuple[str, uuid.UUID]] = set()
+        self.versions_since: dict[tuple[str, uuid.UUID], list[tuple[int, list[str], Any, dict]]] = {}
+        self.placements: dict[int, Any] = {}
+
+    # --- loading ------------------------------------------------------------------------
+
+    def lock_and_load(self) -> None:
+        valid = [m for m in self.mutations if not m.envelope_errors]
+        lock_keys = {f"m:{self.user.pk}:{m.mutation_id}" for m in valid}
+        lock_keys |= {f"r:{m.rtype.name}:{m.record_id}" for m in valid}
+        for m in valid:
+            parent = self._parent_ref(m)
+            if parent:
+                lock_keys.add(f"r:{parent[0]}:{parent[1]}")
+        with connection.cursor() as cursor:
+            if lock_keys:
+                # hashtextextended gives 64-bit keys; sorted so lockers never deadlock.
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(k) FROM "
+                    "(SELECT DISTINCT hashtextextended(x, 0) AS k FROM unnest(%s::text[]) x) s ORDER BY k",
+                    [sorted(lock_keys)],
+                )
+            ids = [m.mutation_id for m in valid]
+            cursor.execute(
+                "SELECT mutation_id, payload_hash, result FROM sync_receipt "
+                "WHERE user_id = %s AND mutation_id = ANY(%s::uuid[])",
+                [self.user.pk, ids],
+            )
+            for mutation_id, digest, result in cursor.fetchall():
+                self.seen[mutation_id] = (digest, result if isinstance(result, dict) else orjson.loads(result))
+
+        wanted: dict[str, set[uuid.UUID]] = defaultdict(set)
+        for m in valid:
+            wanted[m.rtype.name].add(m.record_id)
+            parent = self._parent_ref(m)
+            if parent:
+                wanted[parent[0]].add(parent[1])
+        for type_name, ids in wanted.items():
+            rtype = registry.get(type_name)
+            loaded = rows.load_rows(rtype, sorted(ids), lock=True)
+            for record_id in ids:
+                row = loaded.get(record_id)
+                keys = frozenset(rtype.policy.scope_keys(row)) if row else frozenset()
+                self.states[(type_name, record_id)] = RecordState(rtype, row, row is not None, keys)
+        self._load_rejected_creates(wanted)
+        self._load_versions_since(valid)
+        self._locate(valid)
+
+    def _parent_ref(self, m: Mutation) -> tuple[str, uuid.UUID] | None:
+        if not m.rtype.parent or not isinstance(m.data, dict):
+            return None
+        value = m.data.get(m.rtype.parent[0])
+        try:
+            return (m.rtype.parent[1], uuid.UUID(value)) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+    def _load_rejected_creates(self, wanted: dict[str, set[uuid.UUID]]) -> None:
+        missing = [
+            (t, rid) for t, ids in wanted.items() for rid in ids if self.states[(t, rid)].row is None
+        ]
+        if not missing:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT record_type, record_id FROM sync_receipt WHERE user_id = %s "
+                "AND record_id = ANY(%s::uuid[]) AND op = 'create' AND status = 'rejected'",
+                [self.user.pk, [rid for _, rid in missing]],
+            )
+            self.previously_rejected = set(cursor.fetchall())
+
+    def _load_versions_since(self, valid: list[Mutation]) -> None:
+        """Versions after each stale base: which fields others changed, and the base data."""
+        stale: dict[tuple[str, uuid.UUID], int] = {}
+        for m in valid:
+            state = self.states.get(m.key)
+            if m.op == "update" and state and state.row and m.base_version is not None:
+                if m.base_version < state.row["version"]:
+                    key = m.key
+                    stale[key] = min(stale.get(key, m.base_version), m.base_version)
+        if not stale:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT v.record_type, v.record_id, v.version, v.changed_fields, v.device_id, v.data "
+                "FROM sync_recordversion v JOIN unnest(%s::text[], %s::uuid[], %s::int[]) AS s(t, id, base) "
+                "ON v.record_type = s.t AND v.record_id = s.id AND v.version >= s.base "
+                "ORDER BY v.version",
+                [[k[0] for k in stale], [k[1] for k in stale], list(stale.values())],
+            )
+            for type_name, record_id, version, changed, device_id, data in cursor.fetchall():
+                self.versions_since.setdefault((type_name, record_id), []).append(
+                    (version, changed, device_id, data)
+                )
+
+    def _locate(self, valid: list[Mutation]) -> None:
+        by_type: dict[str, list[tuple[int, tuple[float, float]]]] = defaultdict(list)
+        for m in valid:
+            loc_name = m.rtype.location_group[0] if m.rtype.location_group else None
+            if m.op in ("create", "update") and loc_name and isinstance(m.data.get(loc_name), dict):
+                try:
+                    point = m.rtype.field_map[loc_name].clean(m.data[loc_name], self._context(None))
+                except Invalid:
+                    continue
+                if point is not None:
+                    by_type[m.rtype.name].append((m.index, point))
+        for type_name, items in by_type.items():
+            placements = registry.get(type_name).policy.locate([p for _, p in items])
+            for (index, _), placement in zip(items, placements, strict=True):
+                self.placements[index] = placement
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def _context(self, choices: dict | None) -> Context:
+        return Context(now=self.now, max_future=self.ctx_future, choices=choices or {})
+
+    def decide(self) -> None:
+        for m in self.mutations:
+            self.results[m.index] = self._decide_one(m)
+
+    def _reject(self, m: Mutation, code: str, message: str, errors: dict | None = None) -> dict:
+        result = {
+            "mutation_id": str(m.mutation_id) if m.mutation_id else None,
+            "id": str(m.record_id) if m.record_id else None,
+            "status": REJECTED,
+            "code": code,
+            "message": message,
+            "errors": errors or {},
+        }
+        self.quarantine.append((m, code, result["errors"]))
+        if m.mutation_id and code != "mutation_id_reused":
+            self._remember(m, result)
+        if m.rtype and m.record_id and m.op == "create":
+            state = self.states.get(m.key)
+            if state and state.row is None:
+                state.rejected_create = True
+        return result
+
+    def _remember(self, m: Mutation, result: dict) -> None:
+        self.seen[m.mutation_id] = (m.payload_hash, result)
+        self.receipts_new.append((m, result))
+
+    def _decide_one(self, m: Mutation) -> dict:
+        if m.envelope_errors:
+            return self._reject(m, "invalid_mutation", "The mutation envelope is not valid.", m.envelope_errors)
+        if m.mutation_id in self.seen:
+            digest, original = self.seen[m.mutation_id]
+            if digest == m.payload_hash:
+                return {
+                    "mutation_id": str(m.mutation_id),
+                    "id": str(m.record_id),
+                    "status": DUPLICATE,
+                    "original": original,
+                    **({"version": original["version"]} if "version" in original else {}),
+                }
+            return self._reject(
+                m, "mutation_id_reused", "This mutation_id was already used for a different mutation."
+            )
+        state = self.states[m.key]
+        parent = self._parent_ref(m)
+        if parent and self._parent_rejected(parent):
+            return self._reject(
+                m, "depends_on_rejected", "This mutation depends on a record whose creation was rejected.",
+                {m.rtype.parent[0]: _err("depends_on_rejected", "the parent record was rejected")},
+            )
+        if m.op == "create":
+            return self._create(m, state)
+        if state.row is None:
+            if state.rejected_create or m.key in self.previously_rejected:
+                return self._reject(
+                    m, "depends_on_rejected", "The creation of this record was rejected.",
+                    {"id": _err("depends_on_rejected", "the record's creation was rejected")},
+                )
+            return self._reject(m, "not_found", "No such record.", {"id": _err("not_found", "no such record")})
+        if m.op == "update":
+            return self._update(m, state)
+        return self._delete(m, state)
+
+    def _parent_rejected(self, parent: tuple[str, uuid.UUID]) -> bool:
+        state = self.states.get(parent)
+        return bool(state and state.row is None and (state.rejected_create or parent in self.previously_rejected))
+
+    def _clean(self, m: Mutation, *, partial: bool, row: Row | None) -> tuple[dict, dict, Any]:
+        """Clean `data` against the form version it names. Returns (values, errors, form)."""
+        rtype, data = m.rtype, m.data
+        errors: dict[str, list] = {}
+        for key in data.keys() & rtype.read_only:
+            errors[key] = _err("read_only", f"{key} is set by the server")
+        fields = rtype.field_map
+        for key in data.keys() - fields.keys() - rtype.read_only:
+            errors[key] = _err("unknown_field", f"{key} is not a field of {rtype.name}")
+        version = data.get(rows.FORM_FIELD) if rows.FORM_FIELD in data else (row or {}).get(rows.FORM_FIELD)
+        form = None
+        if rows.FORM_FIELD in fields:
+            if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+                errors[rows.FORM_FIELD] = _err("wrong_type", "form_version must be an integer")
+            else:
+                form = rtype.policy.form(version)
+                if form is None:
+                    errors[rows.FORM_FIELD] = _err("unknown_form_version", f"no form version {version}")
+        ctx = self._context(form[2] if form else None)
+        values: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if name == rows.FORM_FIELD:
+                continue
+            if name not in data:
+                if not partial and spec.required:
+                    errors[name] = _err("required", f"{name} is required")
+                continue
+            if partial and spec.required and data[name] is None:
+                errors[name] = _err("null", f"{name} may not be null")
+                continue
+            try:
+                values[name] = spec.clean(data[name], ctx)
+            except Invalid as exc:
+                errors[name] = _err(exc.code, exc.message)
+        if form is not None:
+            values["form_id"] = form[0]
+            values[rows.FORM_FIELD] = form[1]
+        return values, errors, form
+
+    def _record_view(self, state: RecordState) -> dict:
+        return record_view(state.rtype, state.row, self.user)
+
+    def _new_version(self, m: Mutation, state: RecordState, changed: list[str]) -> int:
+        row = state.row
+        row["version"] += 1 if state.versions or state.in_db else 0
+        row["updated_at"] = self.now
+        state.dirty = True
+        state.versions.append((row["version"], changed, m.mutation_id))
+        return row["version"]
+
+    def _create(self, m: Mutation, state: RecordState) -> dict:
+        rtype, policy = m.rtype, m.rtype.policy
+        if state.row is not None:
+            return self._create_existing(m, state)
+        values, errors, form = self._clean(m, partial=False, row=None)
+        placement = self.placements.get(m.index)
+        parent = self._parent_ref(m)
+        if parent and not errors:
+            parent_state = self.states.get(parent)
+            if parent_state is None or parent_state.row is None or parent_state.row.get("deleted_at"):
+                errors[rtype.parent[0]] = _err("not_found", "the parent record does not exist")
+            elif not policy.can_edit(self.user, parent_state.row):
+                errors[rtype.parent[0]] = _err("permission_denied", "you may not add to this record")
+        if not errors:
+            errors.update(policy.validate(values, form[2] if form else {}))
+        if errors:
+            return self._reject(m, "validation_failed", "The record is not valid.", errors)
+        if not policy.can_create(self.user, placement):
+            return self._reject(
+                m, "permission_denied", "You may not record in this area.",
+                {rtype.location_group[0]: _err("area_forbidden", "outside the areas you may record in")},
+            )
+        row: Row = {spec.name: spec.default for spec in rtype.fields if spec.name != rows.FORM_FIELD}
+        for spec in rtype.fields:
+            if spec.kind in ("text_list", "photos", "json_list") and row.get(spec.name) is None:
+                row[spec.name] = []
+            if spec.kind == "text" and row.get(spec.name) is None and not spec.nullable:
+                row[spec.name] = ""
+        row.update(values)
+        row.update(policy.new_row_columns(user=self.user, device=self.device, placement=placement))
+        row.update(
+            id=m.record_id, version=1, created_at=self.now, updated_at=self.now,
+            client_time=m.client_time, deleted_at=None,
+        )
+        state.row = row
+        state.created_here = True
+        version = self._new_version(m, state, sorted(set(values) - {"form_id"}))
+        result = {"mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": "applied", "version": version}
+        self._remember(m, result)
+        return result
+
+    def _create_existing(self, m: Mutation, state: RecordState) -> dict:
+        """A create of an id that exists: a re-sent outbox (same author, same data) is a
+        duplicate; anything else is `id_exists`."""
+        row = state.row
+        values, errors, _ = self._clean(m, partial=False, row=None)
+        same_author = row.get("author_id") == self.user.pk
+        same_data = not errors and all(row.get(k) == v for k, v in values.items() if k != rows.FORM_FIELD)
+        if same_author and same_data and not row.get("deleted_at"):
+            original = self._original_create_result(m, row)
+            result = {
+                "mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": DUPLICATE,
+                "original": original, "version": row["version"],
+            }
+            self._remember(m, {**original, "mutation_id": str(m.mutation_id)})
+            return result
+        return self._reject(m, "id_exists", "A record with this id already exists.", {"id": _err("id_exists", "id already used")})
+
+    def _original_create_result(self, m: Mutation, row: Row) -> dict:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT result FROM sync_receipt WHERE record_type = %s AND record_id = %s "
+                "AND op = 'create' AND status <> 'rejected' ORDER BY id LIMIT 1",
+                [m.rtype.name, m.record_id],
+            )
+            found = cursor.fetchone()
+        if found:
+            return found[0] if isinstance(found[0], dict) else orjson.loads(found[0])
+        return {"id": str(m.record_id), "status": "applied", "version": 1}
+
+    def _server_changed(self, m: Mutation, state: RecordState) -> tuple[set[str], dict | None]:
+        """Fields others changed after the device's base version, and the base data."""
+        changed: set[str] = set()
+        base_data = None
+        for version, fields, device_id, data in self.versions_since.get(m.key, []):
+            if version == m.base_version:
+                base_data = data
+            elif version > m.base_version and device_id != self.device.pk:
+                changed.update(fields)
+        # Versions made earlier in this push are this device's own lineage: never counted.
+        return changed, base_data
+
+    def _update(self, m: Mutation, state: RecordState) -> dict:
+        rtype, policy, row = m.rtype, m.rtype.policy, state.row
+        if not policy.can_edit(self.user, row):
+            return self._reject(m, "permission_denied", "You may not edit this record.")
+        if m.base_version > row["version"]:
+            return self._reject(
+                m, "invalid_base_version", "base_version is newer than the server's version.",
+                {"base_version": _err("invalid_base_version", f"server version is {row['version']}")},
+            )
+        values, errors, form = self._clean(m, partial=True, row=row)
+        if errors:
+            return self._reject(m, "validation_failed", "The change is not valid.", errors)
+        patch = {k: v for k, v in values.items() if k != rows.FORM_FIELD and row.get(k) != v}
+        if row.get("deleted_at") or policy.is_locked(row):
+            if not patch:
+                return self._ok(m, state, "applied")
+            return self._conflict_whole(m, state, patch, "deleted" if row.get("deleted_at") else "review_locked")
+        if not patch:
+            return self._ok(m, state, "applied")
+        status = "applied"
+        conflicts: dict[str, tuple[Any, Any]] = {}
+        location_conflict = False
+        if m.base_version < row["version"]:
+            server_changed, base_data = self._server_changed(m, state)
+            base = self._base_row(rtype, base_data)
+            outcome = merge_patch(
+                current=row, patch=patch, server_changed=server_changed, base=base,
+                location_group=rtype.location_group, tolerance_m=self.tolerance_m,
+            )
+            patch, conflicts, location_conflict = outcome.apply, outcome.conflicts, outcome.location_conflict
+            status = "conflict" if conflicts else "merged"
+        loc_name = rtype.location_group[0] if rtype.location_group else None
+        if loc_name and loc_name in patch:
+            placement = self.placements.get(m.index)
+            if not policy.can_move_to(self.user, row, placement):
+                return self._reject(
+                    m, "permission_denied", "You may not move this record into that area.",
+                    {loc_name: _err("area_forbidden", "outside the areas you may record in")},
+                )
+            patch.update(policy.placement_columns(placement))
+        candidate = {**row, **patch}
+        errors = policy.validate(candidate, form[2] if form else {})
+        if errors:
+            return self._reject(m, "validation_failed", "The change is not valid.", errors)
+        version = row["version"]
+        if patch:
+            row.update(patch)
+            if "form_id" in values:
+                row["form_id"], row[rows.FORM_FIELD] = values["form_id"], values[rows.FORM_FIELD]
+            row.update(policy.after_edit(row))
+            changed = sorted(k for k in patch if k in rtype.field_map)
+            version = self._new_version(m, state, changed)
+        result = {"mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": status, "version": version}
+        if conflicts:
+            reason = "location" if location_conflict and len(conflicts) <= len(rtype.location_group) else "fields"
+            result["conflict_id"] = self._add_conflict(m, state, conflicts, reason)
+            result["record"] = self._record_view(state)
+        self._remember(m, result)
+        return result
+
+    def _base_row(self, rtype: RecordType, base_data: dict | None) -> Row | None:
+        if not base_data:
+            return None
+        fields = rtype.field_map
+        base: Row = {}
+        ctx = self._context(None)
+        for name, value in base_data.items():
+            spec = fields.get(name)
+            if spec is not None and spec.kind in ("point", "number"):
+                try:
+                    base[name] = spec.clean(value, ctx)
+                except Invalid:
+                    continue
+        return base
+
+    def _delete(self, m: Mutation, state: RecordState) -> dict:
+        policy, row = m.rtype.policy, state.row
+        if not policy.can_edit(self.user, row):
+            return self._reject(m, "permission_denied", "You may not delete this record.")
+        if m.base_version > row["version"]:
+            return self._reject(
+                m, "invalid_base_version", "base_version is newer than the server's version.",
+                {"base_version": _err("invalid_base_version", f"server version is {row['version']}")},
+            )
+        if row.get("deleted_at"):
+            return self._ok(m, state, "merged")
+        if policy.is_locked(row):
+            return self._conflict_whole(m, state, {"_deleted": True}, "review_locked")
+        if m.base_version < row["version"]:
+            server_changed, _ = self._server_changed(m, state)
+            if server_changed:
+                return self._conflict_whole(m, state, {"_deleted": True}, "fields")
+        row["deleted_at"] = self.now
+        version = self._new_version(m, state, ["_deleted"])
+        result = {"mutation_id": str(m.mutation_id), "id": str(m.record_id),
+                  "status": "applied" if m.base_version == version - 1 else "merged", "version": version}
+        self._remember(m, result)
+        return result
+
+    def _ok(self, m: Mutation, state: RecordState, status: str) -> dict:
+        result = {"mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": status,
+                  "version": state.row["version"]}
+        self._remember(m, result)
+        return result
+
+    def _conflict_whole(self, m: Mutation, state: RecordState, patch: dict, reason: str) -> dict:
+        conflicts = {k: (v, state.row.get(k, False if k == "_deleted" else None)) for k, v in patch.items()}
+        if "_deleted" in conflicts:
+            conflicts["_deleted"] = (True, bool(state.row.get("deleted_at")))
+        result = {
+            "mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": "conflict",
+            "version": state.row["version"], "conflict_id": self._add_conflict(m, state, conflicts, reason),
+            "record": self._record_view(state),
+        }
+        self._remember(m, result)
+        return result
+
+    def _add_conflict(self, m: Mutation, state: RecordState, conflicts: dict, reason: str) -> str:
+        conflict_id = uuid.uuid4()
+        fields = m.rtype.field_map
+        wire = {
+            name: {
+                "device": to_wire(fields[name], device) if name in fields else device,
+                "server": to_wire(fields[name], server) if name in fields else server,
+            }
+            for name, (device, server) in conflicts.items()
+        }
+        self.conflicts.append({
+            "id": conflict_id, "record_type": m.rtype.name, "record_id": m.record_id,
+            "mutation_id": m.mutation_id, "reason": reason, "base_version": m.base_version,
+            "server_version": state.row["version"], "fields": wire,
+        })
+        return str(conflict_id)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def write(self) -> None:
+        by_type_new: dict[str, list[Row]] = defaultdict(list)
+        by_type_changed: dict[str, list[Row]] = defaultdict(list)
+        versions: list[tuple] = []
+        feed: list[tuple[str, uuid.UUID, str]] = []
+        collected: dict[tuple[str, str], list] = defaultdict(list)
+        for (type_name, record_id), state in self.states.items():
+            if not state.dirty:
+                continue
+            (by_type_changed if state.in_db else by_type_new)[type_name].append(state.row)
+            view = wire_data(state.rtype, state.row)
+            for version, changed, mutation_id in state.versions:
+                versions.append((type_name, record_id, version, changed, view, mutation_id))
+            for key in state.old_keys | frozenset(state.rtype.policy.scope_keys(state.row)):
+                feed.append((type_name, record_id, key))
+            action = "erasure" if state.row.get("deleted_at") else ("alteration" if state.in_db else "collection")
+            collected[(type_name, action)].append(record_id)
+        # Parents before children: an audit must exist before its items point at it.
+        for rtype in registry.all_types():
+            rows.insert_rows(rtype, by_type_new.get(rtype.name, []))
+            rows.update_rows(rtype, by_type_changed.get(rtype.name, []))
+        self._write_versions(versions)
+        from .feed import feed_touch
+
+        feed_touch(feed, at=self.now)
+        self._write_receipts()
+        self._write_conflicts()
+        self._write_quarantine()
+        for (type_name, action), ids in collected.items():
+            registry.get(type_name).policy.record_collected(
+                user=self.user, device=self.device, action=action, record_ids=ids
+            )
+
+    def _write_versions(self, versions: list[tuple]) -> None:
+        if not versions:
+            return
+        with connection.cursor() as cursor, cursor.copy(
+            "COPY sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
+            "device_id, mutation_id, created_at) FROM STDIN"
+        ) as copy:
+            for type_name, record_id, version, changed, view, mutation_id in versions:
+                copy.write_row((type_name, record_id, version, changed, orjson.dumps(view).decode(),
+                                self.user.pk, self.device.pk, mutation_id, self.now))
+
+    def _write_receipts(self) -> None:
+        if not self.receipts_new:
+            return
+        with connection.cursor() as cursor, cursor.copy(
+            "COPY sync_receipt (user_id, device_id, mutation_id, record_type, record_id, op, "
+            "payload_hash, status, result, created_at) FROM STDIN"
+        ) as copy:
+            for m, result in self.receipts_new:
+                copy.write_row((
+                    self.user.pk, self.device.pk, m.mutation_id, m.rtype.name if m.rtype else "",
+                    m.record_id or uuid.UUID(int=0), m.op or "", m.payload_hash, result["status"],
+                    orjson.dumps(result).decode(), self.now,
+                ))
+
+    def _write_conflicts(self) -> None:
+        if not self.conflicts:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO sync_conflict (id, record_type, record_id, user_id, device_id, mutation_id, "
+                "reason, base_version, server_version, fields, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+                [
+                    (c["id"], c["record_type"], c["record_id"], self.user.pk, self.device.pk,
+                     c["mutation_id"], c["reason"], c["base_version"], c["server_version"],
+                     orjson.dumps(c["fields"]).decode(), self.now)
+                    for c in self.conflicts
+                ],
+            )
+
+    def _write_quarantine(self) -> None:
+        if not self.quarantine:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO sync_quarantinedmutation (user_id, device_id, mutation_id, record_type, "
+                "record_id, op, code, errors, payload, created_at, resolution_note) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, '')",
+                [
+                    (self.user.pk, self.device.pk, str(m.mutation_id or "")[:64],
+                     m.rtype.name if m.rtype else "", str(m.record_id or "")[:64], m.op, code,
+                     orjson.dumps(errors).decode(), _payload_json(m.raw), self.now)
+                    for m, code, errors in self.quarantine
+                ],
+            )
+
+
+def _payload_json(raw: Any) -> str:
+    try:
+        return orjson.dumps(raw).decode()
+    except TypeError:
+        return orjson.dumps(repr(raw)).decode()
+
+
+def wire_data(rtype: RecordType, row: Row, fields: frozenset[str] | None = None) -> dict:
+    """The record's `data` as sent on the wire, optionally limited to `fields`."""
+    data = {}
+    for spec in rtype.fields:
+        if fields is not None and spec.name not in fields:
+            continue
+        data[spec.name] = to_wire(spec, row.get(spec.name))
+    return data
+
+
+def record_view(rtype: RecordType, row: Row, user) -> dict:
+    """The record as `user` may see it, with the server's fields (as in a pull upsert)."""
+    visible = rtype.policy.visible_fields(user, row)
+    return {
+        "type": rtype.name, "id": str(row["id"]), "version": row["version"],
+        "data": wire_data(rtype, row, visible), **rtype.policy.server_view(row),
+    }
+
+
+def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
+    """Apply a push; returns one result per mutation, in order."""
+    parsed = [parse_mutation(i, raw) for i, raw in enumerate(mutations)]
+    for attempt in range(3):
+        try:
+            return _push_batch(user, device, parsed)
+        except OperationalError as exc:  # deadlock or serialization failure: retry whole
+            if attempt == 2:
+                raise
+            log.warning("push retried after %s", type(exc).__name__)
+        except (IntegrityError, DatabaseError) as exc:
+            log.warning("push batch failed (%s); replaying one mutation at a time", exc)
+            return _push_one_by_one(user, device, parsed)
+    raise AssertionError("unreachable")
+
+
+def _push_batch(user, device, parsed: list[Mutation]) -> list[dict]:
+    with transaction.atomic():
+        batch = Batch(user=user, device=device, mutations=parsed)
+        batch.lock_and_load()
+        batch.decide()
+        batch.write()
+        _touch_device(device, "last_push_at", batch.now)
+    return batch.results
+
+
+def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
+    """Slow path after an unforeseen database error: each mutation in its own savepoint."""
+    results: list[dict] = []
+    with transaction.atomic():
+        for m in parsed:
+            try:
+                with transaction.atomic():
+                    batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
+                    batch.lock_and_load()
+                    batch.decide()
+                    batch.write()
+                    results.append(batch.results[0])
+            except (IntegrityError, DatabaseError) as exc:
+                batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
+                result = batch._reject(m, "constraint_violation", f"The database refused this change: {exc.__class__.__name__}.")
+                batch._write_quarantine()
+                batch._write_receipts()
+                results.append(result)
+        _touch_device(device, "last_push_at", timezone.now())
+    return results
+
+
+def _renumbered(m: Mutation) -> Mutation:
+    m.index = 0
+    return m
+
+
+def _touch_device(device, column: str, at: datetime) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE sync_device SET {column} = %s WHERE id = %s", [at, device.pk])  # noqa: S608

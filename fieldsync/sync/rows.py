@@ -1,0 +1,160 @@
+"""Set-based reads and writes of a record type's rows.
+
+A push of 500 mutations writes each table with one statement (`unnest` of column
+arrays) instead of 500 ORM saves; this is where most of the push's speed comes from.
+Rows are dicts: wire fields by name in their cleaned Python form (points as (lon, lat)),
+plus the engine's columns and the type's server columns.
+"""
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from .fields import FieldSpec, line_ewkt, point_ewkt
+from .registry import RecordType, Row
+
+ENGINE_COLUMNS = ("id", "version", "created_at", "updated_at", "client_time", "deleted_at", "form_id")
+FORM_FIELD = "form_version"
+
+
+def _sql_type(rtype: RecordType, column: str) -> str:
+    field = next(f for f in rtype.model._meta.concrete_fields if f.column == column)
+    return field.db_type(connection)
+
+
+@cache
+def _column_plan(rtype: RecordType) -> list[tuple[str, str, str, FieldSpec | None]]:
+    """(row key, column, SQL expression over `v.<column>`, spec) for every stored column."""
+    plan: list[tuple[str, str, str, FieldSpec | None]] = []
+    for column in (*ENGINE_COLUMNS, *rtype.server_columns):
+        sql_type = _sql_type(rtype, column)
+        plan.append((column, column, f"v.{column}::{sql_type}", None))
+    for spec in rtype.fields:
+        if spec.name == FORM_FIELD:
+            continue  # stored as form_id
+        column = spec.db_column
+        if spec.kind in ("point", "line"):
+            expr = f"ST_GeomFromEWKT(v.{column})"
+        elif spec.kind in ("text_list", "photos"):
+            expr = f"ARRAY(SELECT jsonb_array_elements_text(v.{column}::jsonb))"
+        elif spec.kind == "json_list":
+            expr = f"v.{column}::jsonb"
+        else:
+            expr = f"v.{column}::{_sql_type(rtype, column)}"
+        plan.append((spec.name, column, expr, spec))
+    return plan
+
+
+def _param(spec: FieldSpec | None, value: Any) -> Any:
+    if spec is None or value is None:
+        return value
+    kind = spec.kind
+    if kind == "point":
+        return point_ewkt(value)
+    if kind == "line":
+        return line_ewkt(value)
+    if kind in ("text_list", "photos", "json_list"):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _param_sql_type(spec: FieldSpec | None, rtype: RecordType, column: str) -> str:
+    """The array type a column's values travel in: text for geometry (EWKT) and lists
+    (JSON), the column's own base type otherwise."""
+    if spec is not None and spec.kind in ("point", "line", "text_list", "photos", "json_list"):
+        return "text[]"
+    sql_type = _sql_type(rtype, column)
+    if sql_type.startswith("varchar"):
+        return "text[]"
+    return sql_type.split("(")[0] + "[]"
+
+
+@cache
+def _insert_sql(rtype: RecordType) -> str:
+    plan = _column_plan(rtype)
+    columns = ", ".join(column for _, column, _, _ in plan)
+    exprs = ", ".join(expr for _, _, expr, _ in plan)
+    arrays = ", ".join(f"%s::{_param_sql_type(spec, rtype, column)}" for _, column, _, spec in plan)
+    return (
+        f"INSERT INTO {rtype.table} ({columns}) "
+        f"SELECT {exprs} FROM unnest({arrays}) AS v({columns})"
+    )
+
+
+@cache
+def _update_sql(rtype: RecordType) -> str:
+    plan = _column_plan(rtype)
+    sets = ", ".join(f"{column} = {expr}" for _, column, expr, _ in plan if column != "id")
+    arrays = ", ".join(f"%s::{_param_sql_type(spec, rtype, column)}" for _, column, _, spec in plan)
+    aliases = ", ".join(column for _, column, _, _ in plan)
+    return (
+        f"UPDATE {rtype.table} AS t SET {sets} FROM unnest({arrays}) AS v({aliases}) "
+        f"WHERE t.id = v.id::uuid"
+    )
+
+
+def _columns_of(rtype: RecordType, rows: list[Row]) -> list[list[Any]]:
+    plan = _column_plan(rtype)
+    return [[_param(spec, row.get(key)) for row in rows] for key, _, _, spec in plan]
+
+
+def insert_rows(rtype: RecordType, rows: list[Row]) -> None:
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(rtype), _columns_of(rtype, rows))
+
+
+def update_rows(rtype: RecordType, rows: list[Row]) -> None:
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(rtype), _columns_of(rtype, rows))
+
+
+@cache
+def _select_sql(rtype: RecordType) -> tuple[str, list[tuple[str, FieldSpec | None]]]:
+    parts: list[str] = []
+    keys: list[tuple[str, FieldSpec | None]] = []
+    for key, column, _, spec in _column_plan(rtype):
+        if spec is not None and spec.kind == "point":
+            parts.append(f"CASE WHEN {column} IS NULL THEN NULL ELSE ARRAY[ST_X({column}), ST_Y({column})] END")
+        elif spec is not None and spec.kind == "line":
+            parts.append(f"ST_AsGeoJSON({column})::jsonb -> 'coordinates'")
+        else:
+            parts.append(column)
+        keys.append((key, spec))
+    return f"SELECT {', '.join(parts)} FROM {rtype.table}", keys
+
+
+def _from_db(spec: FieldSpec | None, value: Any) -> Any:
+    if value is None or spec is None:
+        return value
+    if spec.kind == "point":
+        return (value[0], value[1])
+    if spec.kind == "line":
+        return tuple((p[0], p[1]) for p in value)
+    return value
+
+
+def load_rows(rtype: RecordType, ids: list, *, lock: bool = False) -> dict[Any, Row]:
+    """Current rows by id, optionally locked FOR UPDATE (in id order, to avoid deadlocks)."""
+    if not ids:
+        return {}
+    select, keys = _select_sql(rtype)
+    sql = f"{select} WHERE id = ANY(%s::uuid[]) ORDER BY id"
+    if lock:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(ids)])
+        fetched = cursor.fetchall()
+    rows = {}
+    for values in fetched:
+        row = {key: _from_db(spec, value) for (key, spec), value in zip(keys, values, strict=True)}
+        if row.get("form_id") is not None:
+            row[FORM_FIELD] = rtype.policy.form_version_of(row["form_id"])
+        rows[row["id"]] = row
+    return rows

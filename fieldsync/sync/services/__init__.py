@@ -1,0 +1,1 @@
+"""The engine's state changes, each one transaction."""

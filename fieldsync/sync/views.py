@@ -1,0 +1,229 @@
+"""Sync protocol v1 over HTTP: thin views that parse, authenticate and call services."""
+from __future__ import annotations
+
+import re
+
+import orjson
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import registry
+from .attachments import attachment_exists, attachment_store
+from .auth import DeviceTokenAuthentication
+from .errors import SyncError
+from .models import Device
+from .pull import pull_changes
+from .push import push_apply
+from .selectors import sync_status
+from .services.devices import device_enrol, device_revoke
+from .throttling import DeviceRateThrottle, EnrolThrottle
+
+SHA256_PATH = re.compile(r"^[0-9a-f]{64}$")
+ERROR = inline_serializer(
+    "Error",
+    {"code": serializers.CharField(), "message": serializers.CharField(), "fields": serializers.DictField()},
+)
+
+
+class IsDevice(BasePermission):
+    """The caller authenticated with a device token (request.auth is the Device)."""
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, Device)
+
+
+class DeviceView(APIView):
+    authentication_classes = [DeviceTokenAuthentication]
+    permission_classes = [IsDevice]
+    throttle_classes = [DeviceRateThrottle]
+
+
+def read_json_body(request, *, limit: int) -> object:
+    """The body as JSON, refusing wrong media types (415), oversize bodies (413) and
+    malformed JSON (400) before anything is processed."""
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise SyncError("unsupported_media_type", "Send application/json.", status_code=415)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SyncError("malformed_json", f"The body is not valid JSON: {exc}.", status_code=400) from None
+
+
+def json_response(payload: dict, status: int = 200) -> HttpResponse:
+    """orjson straight to bytes: pushes and pulls are the hot path."""
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+class EnrolView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [EnrolThrottle]
+
+    @extend_schema(
+        request=inline_serializer("EnrolRequest", {
+            "username": serializers.CharField(), "password": serializers.CharField(),
+            "label": serializers.CharField(), "platform": serializers.CharField(required=False),
+        }),
+        responses={201: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Enrol a handheld (field staff and supervisors)",
+    )
+    def post(self, request):
+        body = read_json_body(request, limit=16 * 1024)
+        if not isinstance(body, dict):
+            raise SyncError("invalid", "The body must be a JSON object.")
+        missing = {
+            name: [{"code": "required", "message": f"{name} is required"}]
+            for name in ("username", "password", "label")
+            if not isinstance(body.get(name), str) or not body.get(name)
+        }
+        if missing:
+            raise SyncError("invalid", "Some fields are missing.", fields=missing)
+        platform = body.get("platform") if isinstance(body.get("platform"), str) else ""
+        enrolment = device_enrol(
+            username=body["username"], password=body["password"], label=body["label"][:120],
+            platform=platform[:120], request=request._request,
+        )
+        policy = registry.device_policy()
+        user = enrolment.device.user
+        return json_response({
+            "device_id": str(enrolment.device.pk),
+            "token": enrolment.token,
+            "user": policy.describe_user(user),
+            "areas": policy.areas(user),
+        }, status=201)
+
+
+class RevokeView(APIView):
+    """Supervisors (for their teams' devices) and admins; session, Basic or device auth."""
+
+    authentication_classes = [DeviceTokenAuthentication, *APIView.authentication_classes]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 403: ERROR, 404: ERROR},
+                   summary="Revoke a device")
+    def post(self, request, device_id):
+        device = get_object_or_404(Device, pk=device_id)
+        if not registry.device_policy().can_see_device(request.user, device):
+            raise SyncError("not_found", "No such device.", status_code=404)
+        revoked = device_revoke(device=device, by=request.user)
+        return json_response({"device_id": str(revoked.pk), "revoked_at": revoked.revoked_at.isoformat()})
+
+
+class ManifestView(DeviceView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 401: ERROR}, summary="What this device syncs")
+    def get(self, request):
+        user, device = request.user, request.auth
+        policy = registry.device_policy()
+        record_types = {}
+        for rtype in registry.all_types():
+            form = rtype.policy.form(None)
+            record_types[rtype.name] = {
+                "form_version": form[1] if form else None,
+                "schema": rtype.json_schema(form[2] if form else {}),
+                "personal_fields": sorted(getattr(rtype.policy, "personal_fields", ())),
+            }
+        return json_response({
+            "protocol": 1,
+            "server_time": timezone.now().isoformat(),
+            "device_id": str(device.pk),
+            "user": policy.describe_user(user),
+            "areas": policy.areas(user),
+            "record_types": record_types,
+            "limits": {
+                "max_mutations": settings.SYNC_MAX_MUTATIONS,
+                "max_body_bytes": settings.SYNC_MAX_BODY_BYTES,
+                "max_attachment_bytes": settings.SYNC_MAX_ATTACHMENT_BYTES,
+            },
+            "sync_window_days": settings.SYNC_WINDOW_DAYS,
+        })
+
+
+class PushView(DeviceView):
+    @extend_schema(
+        request=inline_serializer("PushRequest", {"mutations": serializers.ListField(child=serializers.DictField())}),
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 413: ERROR, 415: ERROR, 429: ERROR},
+        summary="Push mutations (each ends applied, merged, conflict, rejected or duplicate)",
+    )
+    def post(self, request):
+        body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES)
+        if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
+            raise SyncError("invalid", "The body must be {\"mutations\": [...]}.",
+                            fields={"mutations": [{"code": "required", "message": "a list of mutations"}]})
+        mutations = body["mutations"]
+        if len(mutations) > settings.SYNC_MAX_MUTATIONS:
+            raise SyncError("too_many_mutations", f"At most {settings.SYNC_MAX_MUTATIONS} mutations per push.",
+                            status_code=413)
+        results = push_apply(user=request.user, device=request.auth, mutations=mutations)
+        return json_response({"results": results, "server_time": timezone.now().isoformat()})
+
+
+class PullView(DeviceView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("cursor", str, required=False, description="Opaque cursor from the last page"),
+            OpenApiParameter("limit", int, required=False, description="Changes per page (default 500)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, 401: ERROR, 410: ERROR},
+        summary="Pull the changes in this device's scope",
+    )
+    def get(self, request):
+        raw_limit = request.query_params.get("limit", "500")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= settings.SYNC_PULL_MAX_LIMIT:
+            raise SyncError("invalid", f"limit must be 1 to {settings.SYNC_PULL_MAX_LIMIT}.",
+                            fields={"limit": [{"code": "out_of_range", "message": "bad limit"}]})
+        page = pull_changes(user=request.user, device=request.auth,
+                            cursor_token=request.query_params.get("cursor") or None, limit=int(raw_limit))
+        return json_response(page)
+
+
+class StatusView(DeviceView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 401: ERROR}, summary="This device's sync health")
+    def get(self, request):
+        return json_response(sync_status(user=request.user, device=request.auth))
+
+
+class AttachmentView(DeviceView):
+    @extend_schema(request={"image/jpeg": OpenApiTypes.BINARY, "image/png": OpenApiTypes.BINARY},
+                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: ERROR, 413: ERROR, 415: ERROR},
+                   summary="Upload a photo by its sha256 (idempotent)")
+    def put(self, request, sha256):
+        if not SHA256_PATH.match(sha256):
+            raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400)
+        limit = settings.SYNC_MAX_ATTACHMENT_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
+        data = request._request.read(limit + 1)
+        if len(data) > limit:
+            raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
+        stored = attachment_store(sha256=sha256, data=data, content_type=request.META.get("CONTENT_TYPE", ""),
+                                  device=request.auth)
+        return json_response({"sha256": sha256, "size": stored.attachment.size,
+                              "content_type": stored.attachment.content_type},
+                             status=201 if stored.created else 200)
+
+    @extend_schema(responses={200: None, 404: None}, summary="Is this photo stored?")
+    def head(self, request, sha256):
+        found = bool(SHA256_PATH.match(sha256)) and attachment_exists(sha256)
+        return HttpResponse(status=200 if found else 404)

@@ -1,0 +1,45 @@
+"""The access log required by DPA 2018 Part 3 s.62: who did what to which records, when."""
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+
+class AccessAction(models.TextChoices):
+    COLLECTION = "collection", "Collection"
+    ALTERATION = "alteration", "Alteration"
+    CONSULTATION = "consultation", "Consultation"
+    DISCLOSURE = "disclosure", "Disclosure"
+    COMBINATION = "combination", "Combination"
+    ERASURE = "erasure", "Erasure"
+
+
+class AccessLogEntry(models.Model):
+    """One act on one or more records. Append-only: a database trigger refuses UPDATE and
+    DELETE. Erasure rows never hold the erased values."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=14, choices=AccessAction.choices)
+    record_type = models.CharField(max_length=40)
+    record_ids = ArrayField(models.UUIDField(), default=list)
+    device_id = models.UUIDField(null=True, blank=True)
+    recipient = models.CharField(max_length=200, blank=True)
+    purpose = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "access log entry"
+        verbose_name_plural = "access log"
+        permissions = [("read_access_log", "Can read the s.62 access log")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=AccessAction.values), name="access_log_action_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["actor", "at"], name="access_log_actor_at"),
+        ]
