@@ -98,7 +98,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "fieldsync.urls"
+# Benchmarks mount a baseline endpoint beside the project (bench/urls.py).
+ROOT_URLCONF = os.environ.get("FIELDSYNC_URLCONF", "fieldsync.urls")
 WSGI_APPLICATION = "fieldsync.wsgi.application"
 
 TEMPLATES = [
@@ -152,7 +153,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # Its own database index: clearing the cache never touches the Celery queues.
+        "LOCATION": os.environ.get("REDIS_CACHE_URL", REDIS_URL.rsplit("/", 1)[0] + "/1"),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "fieldsync"),
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import connection
+from . import db
 
 _TOUCH_SQL = """
 INSERT INTO sync_change (record_type, record_id, scope_key, xid, seq, changed_at)
@@ -32,5 +32,5 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime) -> N
     if not unique:
         return
     types, ids, keys = zip(*unique, strict=True)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(_TOUCH_SQL, [at, list(types), list(ids), list(keys)])

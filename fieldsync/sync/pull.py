@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import registry, rows
+from . import db, registry, rows
 from .errors import SyncError
 from .push import record_view
 
@@ -76,6 +76,15 @@ def _cursor_key() -> bytes:
     return hashlib.sha256(b"fieldsync.pull-cursor:" + settings.SECRET_KEY.encode()).digest()
 
 
+# The oldest transaction still running, other than our own (a pull inside a larger
+# transaction sees its own writes); with none running, the next id to be assigned.
+_HORIZON_SQL = """
+SELECT coalesce(
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+     WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()),
+    pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+"""
+
 _FORWARD_SQL = """
 (SELECT record_type, record_id, scope_key, xid, seq FROM sync_change
  WHERE scope_key = %s AND (xid, seq) > (%s, %s) AND xid < %s {window}
@@ -99,10 +108,12 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
     scope = _device_scope(user)
 
     # One snapshot for the horizon and every read, so they agree.
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        with connection.cursor() as c:
-            c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            c.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        with db.cursor() as c:
+            if outermost:
+                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            c.execute(_HORIZON_SQL)
             horizon = c.fetchone()[0]
         picked: list[tuple[str, object]] = []
         seen: set[tuple[str, object]] = set()
@@ -123,7 +134,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
         for key, (end_x, end_s, at_x, at_s) in list(cursor.leaving.items()):
             if first_sync:
                 break
-            with connection.cursor() as c:
+            with db.cursor() as c:
                 c.execute(
                     "SELECT record_type, record_id, xid, seq FROM sync_change WHERE scope_key = %s "
                     "AND (xid, seq) > (%s, %s) AND (xid, seq) <= (%s, %s) ORDER BY xid, seq LIMIT %s",
@@ -150,7 +161,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
                 if not windowed or key not in cursor.keys:
                     continue
                 after_at, after_id = ageing.get(key, [cursor.window_edge, "00000000-0000-0000-0000-000000000000"])
-                with connection.cursor() as c:
+                with db.cursor() as c:
                     c.execute(_AGEING_SQL, [key, previous_edge, window_start, after_at, after_id,
                                             limit - len(picked) + 1])
                     found = c.fetchall()
@@ -180,7 +191,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
                 parts.append(_FORWARD_SQL.format(window=window))
                 params += [key, x, s, horizon] + ([window_start] if windowed else []) + [room + 1]
             sql = " UNION ALL ".join(parts) + " ORDER BY xid, seq LIMIT %s"
-            with connection.cursor() as c:
+            with db.cursor() as c:
                 c.execute(sql, [*params, room + 1])
                 found = c.fetchall()
             if len(found) > room:
@@ -247,5 +258,5 @@ def _build_changes(user, picked, window_start, first_sync: bool) -> list[dict]:
 
 
 def _touch(device, at) -> None:
-    with connection.cursor() as c:
+    with db.cursor() as c:
         c.execute("UPDATE sync_device SET last_pull_at = %s WHERE id = %s", [at, device.pk])

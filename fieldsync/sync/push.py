@@ -19,17 +19,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+import psycopg
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from . import registry, rows
+from . import db, registry, rows
+from .errors import SyncError
 from .fields import Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
 from .models import MutationStatus
 from .registry import RecordType, Row
 
 log = logging.getLogger(__name__)
+
+# The engine's statements run on raw psycopg cursors, so both families of errors occur.
+RETRYABLE = (
+    OperationalError,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.UniqueViolation,
+)
+REFUSED = (IntegrityError, DatabaseError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 OPS = ("create", "update", "delete")
 ENVELOPE_KEYS = {"mutation_id", "type", "op", "id", "base_version", "client_time", "data"}
@@ -153,20 +164,13 @@ class Batch:
 
     def lock_and_load(self) -> None:
         valid = [m for m in self.mutations if not m.envelope_errors]
-        lock_keys = {f"m:{self.user.pk}:{m.mutation_id}" for m in valid}
-        lock_keys |= {f"r:{m.rtype.name}:{m.record_id}" for m in valid}
-        for m in valid:
-            parent = self._parent_ref(m)
-            if parent:
-                lock_keys.add(f"r:{parent[0]}:{parent[1]}")
-        with connection.cursor() as cursor:
-            if lock_keys:
-                # hashtextextended gives 64-bit keys; sorted so lockers never deadlock.
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(k) FROM "
-                    "(SELECT DISTINCT hashtextextended(x, 0) AS k FROM unnest(%s::text[]) x) s ORDER BY k",
-                    [sorted(lock_keys)],
-                )
+        with db.cursor() as cursor:
+            # One lock per user serialises a user's pushes (the same push arriving twice at
+            # once, or two handhelds of one person), so receipts are read and written
+            # without a race. Records others edit meanwhile are held by row locks below;
+            # a create racing another user's create of the same id fails on the primary
+            # key and the batch is decided again (push_apply).
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{self.user.pk}"])
             ids = [m.mutation_id for m in valid]
             cursor.execute(
                 "SELECT mutation_id, payload_hash, result FROM sync_receipt "
@@ -208,7 +212,7 @@ class Batch:
         ]
         if not missing:
             return
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(
                 "SELECT record_type, record_id FROM sync_receipt WHERE user_id = %s "
                 "AND record_id = ANY(%s::uuid[]) AND op = 'create' AND status = 'rejected'",
@@ -227,7 +231,7 @@ class Batch:
                     stale[key] = min(stale.get(key, m.base_version), m.base_version)
         if not stale:
             return
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(
                 "SELECT v.record_type, v.record_id, v.version, v.changed_fields, v.device_id, v.data "
                 "FROM sync_recordversion v JOIN unnest(%s::text[], %s::uuid[], %s::int[]) AS s(t, id, base) "
@@ -436,7 +440,7 @@ class Batch:
         return self._reject(m, "id_exists", "A record with this id already exists.", {"id": _err("id_exists", "id already used")})
 
     def _original_create_result(self, m: Mutation, row: Row) -> dict:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(
                 "SELECT result FROM sync_receipt WHERE record_type = %s AND record_id = %s "
                 "AND op = 'create' AND status <> 'rejected' ORDER BY id LIMIT 1",
@@ -631,7 +635,7 @@ class Batch:
     def _write_versions(self, versions: list[tuple]) -> None:
         if not versions:
             return
-        with connection.cursor() as cursor, cursor.copy(
+        with db.cursor() as cursor, cursor.copy(
             "COPY sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
             "device_id, mutation_id, created_at) FROM STDIN"
         ) as copy:
@@ -642,7 +646,7 @@ class Batch:
     def _write_receipts(self) -> None:
         if not self.receipts_new:
             return
-        with connection.cursor() as cursor, cursor.copy(
+        with db.cursor() as cursor, cursor.copy(
             "COPY sync_receipt (user_id, device_id, mutation_id, record_type, record_id, op, "
             "payload_hash, status, result, created_at) FROM STDIN"
         ) as copy:
@@ -656,7 +660,7 @@ class Batch:
     def _write_conflicts(self) -> None:
         if not self.conflicts:
             return
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO sync_conflict (id, record_type, record_id, user_id, device_id, mutation_id, "
                 "reason, base_version, server_version, fields, created_at) "
@@ -672,7 +676,7 @@ class Batch:
     def _write_quarantine(self) -> None:
         if not self.quarantine:
             return
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO sync_quarantinedmutation (user_id, device_id, mutation_id, record_type, "
                 "record_id, op, code, errors, payload, created_at, resolution_note) "
@@ -718,11 +722,15 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
     for attempt in range(3):
         try:
             return _push_batch(user, device, parsed)
-        except OperationalError as exc:  # deadlock or serialization failure: retry whole
-            if attempt == 2:
-                raise
-            log.warning("push retried after %s", type(exc).__name__)
-        except (IntegrityError, DatabaseError) as exc:
+        except RETRYABLE as exc:  # deadlock, serialization failure, a racing create
+            log.warning("push attempt %d failed with %s", attempt + 1, type(exc).__name__)
+            if attempt < 2:
+                continue
+            if isinstance(exc, REFUSED):
+                return _push_one_by_one(user, device, parsed)
+            raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
+                            headers={"Retry-After": "2"}) from exc
+        except REFUSED as exc:
             log.warning("push batch failed (%s); replaying one mutation at a time", exc)
             return _push_one_by_one(user, device, parsed)
     raise AssertionError("unreachable")
@@ -750,7 +758,7 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
                     batch.decide()
                     batch.write()
                     results.append(batch.results[0])
-            except (IntegrityError, DatabaseError) as exc:
+            except REFUSED as exc:
                 batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
                 result = batch._reject(m, "constraint_violation", f"The database refused this change: {exc.__class__.__name__}.")
                 batch._write_quarantine()
@@ -766,5 +774,5 @@ def _renumbered(m: Mutation) -> Mutation:
 
 
 def _touch_device(device, column: str, at: datetime) -> None:
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(f"UPDATE sync_device SET {column} = %s WHERE id = %s", [at, device.pk])  # noqa: S608

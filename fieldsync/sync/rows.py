@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from . import db
 from .fields import FieldSpec, line_ewkt, point_ewkt
 from .registry import RecordType, Row
 
@@ -73,18 +74,6 @@ def _param_sql_type(spec: FieldSpec | None, rtype: RecordType, column: str) -> s
 
 
 @cache
-def _insert_sql(rtype: RecordType) -> str:
-    plan = _column_plan(rtype)
-    columns = ", ".join(column for _, column, _, _ in plan)
-    exprs = ", ".join(expr for _, _, expr, _ in plan)
-    arrays = ", ".join(f"%s::{_param_sql_type(spec, rtype, column)}" for _, column, _, spec in plan)
-    return (
-        f"INSERT INTO {rtype.table} ({columns}) "
-        f"SELECT {exprs} FROM unnest({arrays}) AS v({columns})"
-    )
-
-
-@cache
 def _update_sql(rtype: RecordType) -> str:
     plan = _column_plan(rtype)
     sets = ", ".join(f"{column} = {expr}" for _, column, expr, _ in plan if column != "id")
@@ -101,17 +90,40 @@ def _columns_of(rtype: RecordType, rows: list[Row]) -> list[list[Any]]:
     return [[_param(spec, row.get(key)) for row in rows] for key, _, _, spec in plan]
 
 
+def _copy_value(spec: FieldSpec | None, value: Any) -> Any:
+    """A value in the form COPY's text format takes for its column."""
+    if spec is None or value is None:
+        return value
+    kind = spec.kind
+    if kind == "point":
+        return point_ewkt(value)
+    if kind == "line":
+        return line_ewkt(value)
+    if kind == "json_list":
+        return orjson.dumps(value).decode()
+    return value
+
+
+@cache
+def _copy_sql(rtype: RecordType) -> str:
+    columns = ", ".join(column for _, column, _, _ in _column_plan(rtype))
+    return f"COPY {rtype.table} ({columns}) FROM STDIN"
+
+
 def insert_rows(rtype: RecordType, rows: list[Row]) -> None:
+    """New records by COPY, the fastest way in; row triggers (the area) still fire."""
     if not rows:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(rtype), _columns_of(rtype, rows))
+    plan = [(key, spec) for key, _, _, spec in _column_plan(rtype)]
+    with db.cursor() as cursor, cursor.copy(_copy_sql(rtype)) as copy:
+        for row in rows:
+            copy.write_row([_copy_value(spec, row.get(key)) for key, spec in plan])
 
 
 def update_rows(rtype: RecordType, rows: list[Row]) -> None:
     if not rows:
         return
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(_update_sql(rtype), _columns_of(rtype, rows))
 
 
@@ -148,7 +160,7 @@ def load_rows(rtype: RecordType, ids: list, *, lock: bool = False) -> dict[Any, 
     sql = f"{select} WHERE id = ANY(%s::uuid[]) ORDER BY id"
     if lock:
         sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, [list(ids)])
         fetched = cursor.fetchall()
     rows = {}
