@@ -57,6 +57,7 @@ run: venv db
 # ruff first: findings fail the build before the slower suite starts.
 # pytest's exit code 5 (no tests collected) is a failure too, said out loud.
 test: venv lint db
+	@$(TEST_ENV); $(PY) manage.py collectstatic --noinput -v 0
 	@$(TEST_ENV); rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc
@@ -76,11 +77,7 @@ static: venv db
 	$(RUN_ENV); $(PY) manage.py collectstatic --noinput
 
 bench: venv db
-	@if [ -f bench/run_all.py ]; then \
-		$(TEST_ENV); $(PY) bench/run_all.py; \
-	else \
-		echo "make bench: no bench/run_all.py yet"; \
-	fi
+	@$(TEST_ENV); $(PY) bench/sync.py $(BENCH_ARGS)
 
 stop-db:
 	@deploy/local/stop-db.sh

@@ -247,3 +247,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")
+
+# --- periodic tasks (celery beat) ---
+# Thumbnails of photos that arrived while the broker was down (their task was never queued).
+CELERY_BEAT_SCHEDULE = {
+    "thumbnails-catch-up": {
+        "task": "fieldsync.sync.tasks.thumbnails_catch_up",
+        "schedule": 5 * 60.0,
+    },
+}

@@ -7,3 +7,6 @@ class SyncConfig(AppConfig):
     label = "sync"
     verbose_name = "Sync engine"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -10,7 +10,11 @@ _ADMIN_MODELS = {
     "sync": ["device"],
     "auth": ["group"],
 }
-_REVIEW_VIEW_MODELS = {"warden_app": ["observation", "streetaudit", "audititem", "review"]}
+# View-only for the admin role: records and the engine's sync outcomes (admin pages).
+_REVIEW_VIEW_MODELS = {
+    "warden_app": ["observation", "streetaudit", "audititem", "review"],
+    "sync": ["receipt", "conflict", "quarantinedmutation"],
+}
 
 
 def _perms(app_models: dict[str, list[str]], actions: tuple[str, ...]) -> list[Permission]:
@@ -33,6 +37,8 @@ def role_groups_ensure() -> dict[Role, Group]:
         + _perms(_REVIEW_VIEW_MODELS, ("view",))
     )
     groups[Role.ANALYST].permissions.set(
-        list(Permission.objects.filter(content_type__app_label="warden_app", codename="analyse_area"))
+        list(
+            Permission.objects.filter(content_type__app_label="warden_app", codename="analyse_area")
+        )
     )
     return groups
