@@ -28,7 +28,7 @@ help:
 	@echo "make test     install what is missing, ruff, then the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make lint     ruff check ."
 	@echo "make migrate  apply migrations        make seed   load the demo data"
-	@echo "make bench    run bench/run_all.py     make stop-db  stop the private PostgreSQL/Redis"
+	@echo "make bench    run bench/sync.py         make stop-db  stop the private PostgreSQL/Redis"
 	@echo "make clean    stop-db, then remove var/ and generated files (keeps .venv)"
 
 # --- set-up -----------------------------------------------------------------

@@ -7,8 +7,14 @@ PostgreSQL bind the parameters.
 """
 import psycopg
 from django.db import connection
+from psycopg.types.json import JsonbLoader, JsonLoader
 
 
 def cursor() -> psycopg.Cursor:
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    cur = psycopg.Cursor(connection.connection)
+    # Django makes its connection load json as text (JSONField decodes it); the engine
+    # wants values, so this cursor loads them itself.
+    cur.adapters.register_loader("jsonb", JsonbLoader)
+    cur.adapters.register_loader("json", JsonLoader)
+    return cur

@@ -75,7 +75,10 @@ class RecordVersion(models.Model):
     version = models.PositiveIntegerField()
     changed_fields = ArrayField(models.CharField(max_length=60))
     data = models.JSONField()
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Empty for changes the system makes on its own (retention).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     device = models.ForeignKey(Device, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     mutation_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField()

@@ -2,7 +2,8 @@
 
 The cursor holds a position per scope key: (xid, seq) of the last change delivered.
 Pages read only changes whose writing transaction id is below the oldest transaction
-still running (`pg_snapshot_xmin`): every transaction below it has finished, and no
+still running in this database (`pg_snapshot_xmin`, less transactions of other
+databases, which cannot write here): every transaction below it has finished, and no
 later transaction can take a smaller id, so a change that committed after a
 later-numbered one is still ahead of every cursor (see docs/sync.md). Each key is an
 index range scan, so a page costs what it returns, not the size of the store.
@@ -19,7 +20,7 @@ import base64
 import hashlib
 import hmac
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
@@ -31,26 +32,37 @@ from . import db, registry, rows
 from .errors import SyncError
 from .push import record_view
 
-CURSOR_VERSION = 1
+# 2: positions carry the key's window flag; keys left are replayed by time, not position.
+CURSOR_VERSION = 2
 MAX_SEQ = 2**63 - 1
+NIL_ID = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass
 class Cursor:
-    """Per-key positions, per-key eviction progress for keys left, and the window edge
-    the device has been evicted through."""
+    """Where a device stands.
 
-    keys: dict[str, list[int]]
-    leaving: dict[str, list[int]]
-    window_edge: str | None
-    ageing: dict[str, list] | None = None
-    # True until the first sync's last page: evictions are pointless before then.
-    initial: bool = False
+    keys:     per followed key, [xid, seq, windowed] of the last change delivered.
+    leaving:  per key the device no longer follows, [changed_at, record_id] of the last
+              row replayed as a (probable) eviction; rows are replayed in time order from
+              the window edge (or from the start, for an unwindowed key).
+    window_edge: the window start the device has been evicted through.
+    ageing:   per key, progress of evicting what slipped out of the window.
+    initial:  during a first sync, the horizon of its first page (0 after it): changes
+              below it cannot concern anything the device holds, so a first sync sends
+              no evictions or tombstones for them.
+    """
+
+    keys: dict[str, list[int]] = field(default_factory=dict)
+    leaving: dict[str, list] = field(default_factory=dict)
+    window_edge: str | None = None
+    ageing: dict[str, list] = field(default_factory=dict)
+    initial: int = 0
 
     def encode(self, device_id) -> str:
         body = orjson.dumps({
             "v": CURSOR_VERSION, "d": str(device_id), "k": self.keys, "l": self.leaving,
-            "w": self.window_edge, "a": self.ageing or {}, "i": self.initial,
+            "w": self.window_edge, "a": self.ageing, "i": self.initial,
         })
         mac = hmac.new(_cursor_key(), body, hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
@@ -65,46 +77,98 @@ class Cursor:
         mac, body = raw[:16], raw[16:]
         if len(raw) < 17 or not hmac.compare_digest(mac, hmac.new(_cursor_key(), body, hashlib.sha256).digest()[:16]):
             raise gone
-        data = orjson.loads(body)
-        if data.get("v") != CURSOR_VERSION or data.get("d") != str(device_id):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise gone from None
+        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or data.get("d") != str(device_id):
             raise gone
         return cls(keys=data["k"], leaving=data["l"], window_edge=data["w"], ageing=data.get("a") or {},
-                   initial=bool(data.get("i")))
+                   initial=int(data.get("i") or 0))
 
 
 def _cursor_key() -> bytes:
     return hashlib.sha256(b"fieldsync.pull-cursor:" + settings.SECRET_KEY.encode()).digest()
 
 
-# The oldest transaction still running, other than our own (a pull inside a larger
-# transaction sees its own writes); with none running, the next id to be assigned.
+# The oldest transaction still running, with none running the next id to be assigned.
+# Left out: our own transaction (handled by the caller), and transactions that
+# pg_stat_activity shows connected to another database, which cannot write our feed
+# (without this, any long transaction anywhere on the cluster would stall every pull).
+# Only positive evidence leaves one out: a transaction that ended since our snapshot,
+# or one the view does not show, keeps holding the horizon back for this pull.
 _HORIZON_SQL = """
+WITH snap AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
+      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+)
 SELECT coalesce(
-    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-     WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()),
-    pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+    (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+     WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()
+       AND x::xid NOT IN (SELECT backend_xid FROM elsewhere)),
+    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)),
+    pg_current_xact_id_if_assigned()::text::bigint
 """
 
+# Changes on one key after a position and below the horizon: an index range scan on
+# (scope_key, xid, seq). Windowed keys skip what is already out of the window.
 _FORWARD_SQL = """
 (SELECT record_type, record_id, scope_key, xid, seq FROM sync_change
  WHERE scope_key = %s AND (xid, seq) > (%s, %s) AND xid < %s {window}
  ORDER BY xid, seq LIMIT %s)
 """
 
-_AGEING_SQL = """
+# Where a windowed key's first scan may start: below the oldest writer of a row still in
+# the window there is nothing to send (an index range scan on (scope_key, changed_at)
+# over the rows a first sync returns anyway), so a first sync does not walk the key's
+# whole history.
+_WINDOW_START_SQL = """
+SELECT min(xid) FROM sync_change WHERE scope_key = %s AND changed_at >= %s
+"""
+
+# Rows of a key in time order, after a (changed_at, record_id) position: keys left, and
+# rows slipping out of the window. An index range scan on (scope_key, changed_at).
+_BY_TIME_SQL = """
 SELECT record_type, record_id, changed_at FROM sync_change
-WHERE scope_key = %s AND changed_at >= %s AND changed_at < %s
+WHERE scope_key = %s AND changed_at >= %s::timestamptz AND changed_at < %s::timestamptz
   AND (changed_at, record_id) > (%s::timestamptz, %s::uuid)
 ORDER BY changed_at, record_id LIMIT %s
 """
 
+_BEGINNING = "-infinity"
+_END = "infinity"
+
+
+class _Page:
+    """The records picked for one page, at most `limit` distinct ones, in order."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.picked: dict[tuple[str, object], int] = {}  # -> highest xid it was picked at
+
+    @property
+    def room(self) -> int:
+        return self.limit - len(self.picked)
+
+    def take(self, type_name: str, record_id, xid: int = 2**63 - 1) -> bool:
+        key = (type_name, record_id)
+        if key in self.picked:
+            self.picked[key] = max(self.picked[key], xid)
+            return True
+        if len(self.picked) >= self.limit:
+            return False
+        self.picked[key] = xid
+        return True
+
 
 def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
     """One page of changes for a device, and the cursor for the next."""
-    cursor = Cursor({}, {}, None, initial=True) if not cursor_token else Cursor.decode(cursor_token, device.pk)
-    first_sync = cursor.initial
+    cursor = Cursor() if not cursor_token else Cursor.decode(cursor_token, device.pk)
     now = timezone.now()
     window_start = now - timedelta(days=settings.SYNC_WINDOW_DAYS)
+    edge = window_start.isoformat()
     scope = _device_scope(user)
 
     # One snapshot for the horizon and every read, so they agree.
@@ -114,102 +178,86 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
             if outermost:
                 c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             c.execute(_HORIZON_SQL)
-            horizon = c.fetchone()[0]
-        picked: list[tuple[str, object]] = []
-        seen: set[tuple[str, object]] = set()
+            horizon, own_xid = c.fetchone()
+        # A pull inside a transaction that writes (tests do) sees that transaction's rows
+        # but must not pass them: it may write more after this page (with the same xid
+        # and later sequence numbers).
+        if own_xid is not None:
+            horizon = min(horizon, own_xid + 1)
+        passed = horizon - 1 if own_xid is None else min(horizon, own_xid) - 1
+        if not cursor_token:
+            cursor.initial = horizon
+            cursor.window_edge = edge
+        first_horizon = cursor.initial
+        first_sync = first_horizon > 0
+        page = _Page(limit)
         has_more = False
-
-        def take(type_name: str, record_id) -> bool:
-            if (type_name, record_id) not in seen:
-                if len(picked) >= limit:
-                    return False
-                seen.add((type_name, record_id))
-                picked.append((type_name, record_id))
-            return True
 
         # 1. Keys the device no longer follows: replay their rows as (probable) evictions.
         for key in list(cursor.keys):
             if key not in scope:
-                cursor.leaving[key] = cursor.keys.pop(key) + [0, 0]
-        for key, (end_x, end_s, at_x, at_s) in list(cursor.leaving.items()):
-            if first_sync:
-                break
-            with db.cursor() as c:
-                c.execute(
-                    "SELECT record_type, record_id, xid, seq FROM sync_change WHERE scope_key = %s "
-                    "AND (xid, seq) > (%s, %s) AND (xid, seq) <= (%s, %s) ORDER BY xid, seq LIMIT %s",
-                    [key, at_x, at_s, end_x, end_s, limit - len(picked) + 1],
-                )
-                found = c.fetchall()
-            done = True
-            for type_name, record_id, xid, seq in found:
-                if not take(type_name, record_id):
-                    done = False
+                windowed = len(cursor.keys[key]) > 2 and cursor.keys[key][2]
+                del cursor.keys[key]
+                cursor.ageing.pop(key, None)
+                start = cursor.window_edge if windowed and cursor.window_edge else _BEGINNING
+                cursor.leaving[key] = [start, NIL_ID]
+        if not first_sync:
+            for key, (after_at, after_id) in list(cursor.leaving.items()):
+                if page.room <= 0:
+                    has_more = True
                     break
-                cursor.leaving[key] = [end_x, end_s, xid, seq]
-            if done:
-                del cursor.leaving[key]
-            else:
-                has_more = True
+                found = _by_time(key, after_at, _END, after_at, after_id, page.room + 1)
+                done = True
+                for type_name, record_id, changed_at in found:
+                    if not page.take(type_name, record_id):
+                        done = False
+                        break
+                    cursor.leaving[key] = [changed_at.isoformat(), str(record_id)]
+                if done:
+                    del cursor.leaving[key]
+                else:
+                    has_more = True
+                    break
 
-        # 2. Records of windowed keys whose last change slipped out of the window.
-        edge = window_start.isoformat()
-        if not first_sync and cursor.window_edge and not has_more:
-            previous_edge = datetime.fromisoformat(cursor.window_edge)
-            ageing = cursor.ageing or {}
+        # 2. Records of windowed keys whose last change slipped out of the window since
+        # the edge the device was last evicted through.
+        if not first_sync and not has_more and cursor.window_edge and _at(cursor.window_edge) < window_start:
+            previous_edge = cursor.window_edge
             for key, windowed in scope.items():
                 if not windowed or key not in cursor.keys:
                     continue
-                after_at, after_id = ageing.get(key, [cursor.window_edge, "00000000-0000-0000-0000-000000000000"])
-                with db.cursor() as c:
-                    c.execute(_AGEING_SQL, [key, previous_edge, window_start, after_at, after_id,
-                                            limit - len(picked) + 1])
-                    found = c.fetchall()
+                after_at, after_id = cursor.ageing.get(key, [previous_edge, NIL_ID])
+                found = _by_time(key, previous_edge, edge, after_at, after_id, page.room + 1)
                 complete = True
                 for type_name, record_id, changed_at in found:
-                    if not take(type_name, record_id):
+                    if not page.take(type_name, record_id):
                         complete = False
                         break
-                    ageing[key] = [changed_at.isoformat(), str(record_id)]
+                    cursor.ageing[key] = [changed_at.isoformat(), str(record_id)]
                 if not complete:
                     has_more = True
                     break
-                ageing.pop(key, None)
-            cursor.ageing = ageing if has_more else {}
-        if not has_more:
-            cursor.window_edge = edge
+                cursor.ageing[key] = [edge, NIL_ID]  # done through the new edge
+            if not has_more:
+                cursor.ageing = {}
+                cursor.window_edge = edge
 
         # 3. Forward changes on every key in scope, merged in (xid, seq) order.
-        room = limit - len(picked)
-        if room > 0 and scope:
-            parts, params = [], []
-            for key, windowed in scope.items():
-                x, s = cursor.keys.get(key, [0, 0])
-                # Windowed keys skip what is already out of the window; what slips out
-                # later is evicted by step 2.
-                window = "AND changed_at >= %s" if windowed else ""
-                parts.append(_FORWARD_SQL.format(window=window))
-                params += [key, x, s, horizon] + ([window_start] if windowed else []) + [room + 1]
-            sql = " UNION ALL ".join(parts) + " ORDER BY xid, seq LIMIT %s"
-            with db.cursor() as c:
-                c.execute(sql, [*params, room + 1])
-                found = c.fetchall()
-            if len(found) > room:
-                has_more = True
-                found = found[:room]
-            for type_name, record_id, key, xid, seq in found:
-                take(type_name, record_id)
-                cursor.keys[key] = [xid, seq]
-        elif room <= 0:
-            has_more = True
+        for key, windowed in scope.items():
+            if key not in cursor.keys:
+                cursor.keys[key] = _start_position(key, windowed, window_start, horizon)
+            else:
+                cursor.keys[key] = [*cursor.keys[key][:2], int(windowed)]
+        # Steps 1 and 2 stop early only on a full page.
+        has_more = True if page.room <= 0 else _forward(cursor, scope, page, horizon, window_start)
         if not has_more:
             # Everything below the horizon has been delivered on every key: start the
             # next pull just below it, so it never re-scans what this one passed.
             for key in scope:
-                if tuple(cursor.keys.get(key, (0, 0))) < (horizon - 1, MAX_SEQ):
-                    cursor.keys[key] = [horizon - 1, MAX_SEQ]
-        changes = _build_changes(user, picked, window_start, first_sync)
-        cursor.initial = first_sync and has_more
+                if tuple(cursor.keys[key][:2]) < (passed, MAX_SEQ):
+                    cursor.keys[key][:2] = [passed, MAX_SEQ]
+            cursor.initial = 0
+        changes = _build_changes(user, page.picked, window_start, first_horizon)
 
     _touch(device, now)
     return {
@@ -220,6 +268,52 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
     }
 
 
+def _at(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+def _by_time(key: str, since, until, after_at, after_id, limit: int) -> list[tuple]:
+    with db.cursor() as c:
+        c.execute(_BY_TIME_SQL, [key, since, until, after_at, after_id, limit])
+        return c.fetchall()
+
+
+def _start_position(key: str, windowed: bool, window_start, horizon: int) -> list[int]:
+    """Where a key the device starts following is scanned from."""
+    if not windowed:
+        return [0, 0, 0]
+    with db.cursor() as c:
+        c.execute(_WINDOW_START_SQL, [key, window_start])
+        oldest = c.fetchone()[0]
+    # Rows below both the horizon and the oldest in-window writer are committed, visible
+    # and out of the window; rows rewritten later get an xid at or above the horizon.
+    start = horizon if oldest is None else min(oldest, horizon)
+    return [start - 1, MAX_SEQ, 1]
+
+
+def _forward(cursor: Cursor, scope: dict[str, bool], page: _Page, horizon: int, window_start) -> bool:
+    """Take forward changes in (xid, seq) order until the page holds `limit` records;
+    True if more are waiting. Rows of records already on the page (a record lives under
+    several keys, written together) are consumed without taking room."""
+    while True:
+        batch = page.room + 1
+        parts, params = [], []
+        for key, windowed in scope.items():
+            x, s = cursor.keys[key][:2]
+            parts.append(_FORWARD_SQL.format(window="AND changed_at >= %s" if windowed else ""))
+            params += [key, x, s, horizon] + ([window_start] if windowed else []) + [batch]
+        sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS f ORDER BY xid, seq LIMIT %s"
+        with db.cursor() as c:
+            c.execute(sql, [*params, batch])
+            found = c.fetchall()
+        for type_name, record_id, key, xid, seq in found:
+            if not page.take(type_name, record_id, xid):
+                return True
+            cursor.keys[key][:2] = [xid, seq]
+        if len(found) < batch:
+            return False
+
+
 def _device_scope(user) -> dict[str, bool]:
     scope: dict[str, bool] = {}
     for rtype in registry.all_types():
@@ -227,7 +321,10 @@ def _device_scope(user) -> dict[str, bool]:
     return scope
 
 
-def _build_changes(user, picked, window_start, first_sync: bool) -> list[dict]:
+def _build_changes(user, picked: dict[tuple[str, object], int], window_start, first_horizon: int) -> list[dict]:
+    """The page's changes from the records' current state. During a first sync
+    (`first_horizon` > 0), a record out of scope or deleted whose rows are all below the
+    first page's horizon cannot be on the device: nothing is sent for it."""
     by_type: dict[str, list] = defaultdict(list)
     for type_name, record_id in picked:
         by_type[type_name].append(record_id)
@@ -241,18 +338,21 @@ def _build_changes(user, picked, window_start, first_sync: bool) -> list[dict]:
         for record_id, row in found.items():
             loaded[(type_name, record_id)] = row
     changes = []
-    for type_name, record_id in picked:
+    for (type_name, record_id), xid in picked.items():
         rtype = registry.get(type_name)
         row = loaded.get((type_name, record_id))
         if row is None:
             continue
+        unseen = first_horizon > 0 and xid < first_horizon
         if row.get("deleted_at"):
-            changes.append({"type": type_name, "id": str(record_id), "op": "delete", "version": row["version"]})
+            if not unseen:
+                changes.append({"type": type_name, "id": str(record_id), "op": "delete", "version": row["version"]})
         elif rtype.policy.in_device_scope(user, row, window_start):
             view = record_view(rtype, row, user)
+            server = {k: v for k, v in view.items() if k not in ("type", "id", "version", "data")}
             changes.append({"type": type_name, "id": view["id"], "op": "upsert", "version": row["version"],
-                            "data": view["data"], **{k: v for k, v in view.items() if k not in ("type", "id", "version", "data")}})
-        elif not first_sync:
+                            "data": view["data"], **server})
+        elif not unseen:
             changes.append({"type": type_name, "id": str(record_id), "op": "evict", "version": row["version"]})
     return changes
 

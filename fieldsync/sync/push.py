@@ -82,7 +82,7 @@ class RecordState:
     created_here: bool = False
     rejected_create: bool = False
     dirty: bool = False
-    versions: list[tuple[int, list[str], uuid.UUID]] = field(default_factory=list)
+    versions: list[tuple[int, list[str], uuid.UUID, dict]] = field(default_factory=list)
 
 
 def payload_hash(raw: Any) -> str:
@@ -178,7 +178,7 @@ class Batch:
                 [self.user.pk, ids],
             )
             for mutation_id, digest, result in cursor.fetchall():
-                self.seen[mutation_id] = (digest, result if isinstance(result, dict) else orjson.loads(result))
+                self.seen[mutation_id] = (digest, _json(result))
 
         wanted: dict[str, set[uuid.UUID]] = defaultdict(set)
         for m in valid:
@@ -225,7 +225,7 @@ class Batch:
         stale: dict[tuple[str, uuid.UUID], int] = {}
         for m in valid:
             state = self.states.get(m.key)
-            if m.op == "update" and state and state.row and m.base_version is not None:
+            if m.op in ("update", "delete") and state and state.row and m.base_version is not None:
                 if m.base_version < state.row["version"]:
                     key = m.key
                     stale[key] = min(stale.get(key, m.base_version), m.base_version)
@@ -240,8 +240,9 @@ class Batch:
                 [[k[0] for k in stale], [k[1] for k in stale], list(stale.values())],
             )
             for type_name, record_id, version, changed, device_id, data in cursor.fetchall():
+                # Django registers a jsonb loader that leaves the text to the ORM: decode here.
                 self.versions_since.setdefault((type_name, record_id), []).append(
-                    (version, changed, device_id, data)
+                    (version, changed, device_id, _json(data))
                 )
 
     def _locate(self, valid: list[Mutation]) -> None:
@@ -371,14 +372,20 @@ class Batch:
         return values, errors, form
 
     def _record_view(self, state: RecordState) -> dict:
-        return record_view(state.rtype, state.row, self.user)
+        """The record as a pull upsert shows it (author's name, latest review note)."""
+        row = dict(state.row)
+        enrich = getattr(state.rtype.policy, "enrich", None)
+        if enrich:
+            enrich([row])
+        return record_view(state.rtype, row, self.user)
 
     def _new_version(self, m: Mutation, state: RecordState, changed: list[str]) -> int:
         row = state.row
         row["version"] += 1 if state.versions or state.in_db else 0
         row["updated_at"] = self.now
         state.dirty = True
-        state.versions.append((row["version"], changed, m.mutation_id))
+        # The snapshot is taken now: a record changed twice in one push keeps both versions.
+        state.versions.append((row["version"], changed, m.mutation_id, wire_data(state.rtype, row)))
         return row["version"]
 
     def _create(self, m: Mutation, state: RecordState) -> dict:
@@ -448,7 +455,7 @@ class Batch:
             )
             found = cursor.fetchone()
         if found:
-            return found[0] if isinstance(found[0], dict) else orjson.loads(found[0])
+            return _json(found[0])
         return {"id": str(m.record_id), "status": "applied", "version": 1}
 
     def _server_changed(self, m: Mutation, state: RecordState) -> tuple[set[str], dict | None]:
@@ -466,7 +473,8 @@ class Batch:
     def _update(self, m: Mutation, state: RecordState) -> dict:
         rtype, policy, row = m.rtype, m.rtype.policy, state.row
         if not policy.can_edit(self.user, row):
-            return self._reject(m, "permission_denied", "You may not edit this record.")
+            return self._reject(m, "permission_denied", "You may not edit this record.",
+                                {"id": _err("permission_denied", "you may not edit this record")})
         if m.base_version > row["version"]:
             return self._reject(
                 m, "invalid_base_version", "base_version is newer than the server's version.",
@@ -541,7 +549,8 @@ class Batch:
     def _delete(self, m: Mutation, state: RecordState) -> dict:
         policy, row = m.rtype.policy, state.row
         if not policy.can_edit(self.user, row):
-            return self._reject(m, "permission_denied", "You may not delete this record.")
+            return self._reject(m, "permission_denied", "You may not delete this record.",
+                                {"id": _err("permission_denied", "you may not delete this record")})
         if m.base_version > row["version"]:
             return self._reject(
                 m, "invalid_base_version", "base_version is newer than the server's version.",
@@ -609,12 +618,12 @@ class Batch:
             if not state.dirty:
                 continue
             (by_type_changed if state.in_db else by_type_new)[type_name].append(state.row)
-            view = wire_data(state.rtype, state.row)
-            for version, changed, mutation_id in state.versions:
+            for version, changed, mutation_id, view in state.versions:
                 versions.append((type_name, record_id, version, changed, view, mutation_id))
             for key in state.old_keys | frozenset(state.rtype.policy.scope_keys(state.row)):
                 feed.append((type_name, record_id, key))
-            action = "erasure" if state.row.get("deleted_at") else ("alteration" if state.in_db else "collection")
+            # A tombstone keeps the record's data, so a delete is an alteration, not an erasure.
+            action = "alteration" if state.in_db else "collection"
             collected[(type_name, action)].append(record_id)
         # Parents before children: an audit must exist before its items point at it.
         for rtype in registry.all_types():
@@ -688,6 +697,11 @@ class Batch:
                     for m, code, errors in self.quarantine
                 ],
             )
+
+
+def _json(value: Any) -> Any:
+    """A jsonb value read on a raw cursor: Django's loader leaves it as text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _payload_json(raw: Any) -> str:

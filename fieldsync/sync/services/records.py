@@ -1,0 +1,107 @@
+"""Server-side changes to synced records (review, conflict resolution, rectification,
+retention): each one a new version, with its feed rows, in the caller's transaction.
+
+Handhelds learn of these changes through the same feed as of each other's pushes, and a
+later push merges against them like against any other device's version.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from django.db import transaction
+from django.utils import timezone
+
+from .. import db, registry, rows
+from ..errors import SyncError
+from ..feed import feed_touch
+from ..fields import Context, Invalid
+from ..push import wire_data
+from ..registry import Row
+
+
+@dataclass(frozen=True)
+class Changed:
+    row: Row
+    version: int
+    changed_fields: list[str]
+
+
+def record_load(*, type_name: str, record_id, lock: bool = False) -> Row | None:
+    rtype = _type(type_name)
+    return rows.load_rows(rtype, [record_id], lock=lock).get(record_id)
+
+
+def record_server_update(
+    *,
+    type_name: str,
+    record_id,
+    user,
+    changes: dict[str, Any] | None = None,
+    server_columns: dict[str, Any] | None = None,
+    extra_changed: tuple[str, ...] = (),
+    clean: bool = True,
+) -> Changed:
+    """Apply wire-field `changes` and `server_columns` (e.g. review state) to a record as
+    a new version by `user`. Must run inside a transaction (the caller's, with its log
+    row). Raises SyncError for unknown records and invalid values."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_server_update must run inside transaction.atomic()")
+    rtype = _type(type_name)
+    row = rows.load_rows(rtype, [record_id], lock=True).get(record_id)
+    if row is None:
+        raise SyncError("not_found", "No such record.", status_code=404)
+    old_keys = frozenset(rtype.policy.scope_keys(row))
+    fields = rtype.field_map
+    patch: dict[str, Any] = {}
+    errors: dict[str, list] = {}
+    ctx = Context(now=timezone.now(), max_future=timedelta(days=3650),
+                  choices=(rtype.policy.form(row.get(rows.FORM_FIELD)) or (0, 0, {}))[2])
+    for name, value in (changes or {}).items():
+        spec = fields.get(name)
+        if spec is None:
+            errors[name] = [{"code": "unknown_field", "message": f"{name} is not a field of {type_name}"}]
+            continue
+        try:
+            cleaned = spec.clean(value, ctx) if clean else value
+        except Invalid as exc:
+            errors[name] = [{"code": exc.code, "message": exc.message}]
+            continue
+        if row.get(name) != cleaned:
+            patch[name] = cleaned
+    if errors:
+        raise SyncError("invalid", "Some values are not valid.", fields=errors)
+    location = rtype.location_group[0] if rtype.location_group else None
+    if location and location in patch:
+        patch.update(rtype.policy.placement_columns(rtype.policy.locate([patch[location]])[0]))
+    server_changes = {k: v for k, v in (server_columns or {}).items() if row.get(k) != v}
+    if not patch and not server_changes and not extra_changed:
+        return Changed(row=row, version=row["version"], changed_fields=[])
+    now = timezone.now()
+    row.update(patch)
+    row.update(server_changes)
+    if patch:
+        row.update(rtype.policy.after_edit(row))
+    row["version"] += 1
+    row["updated_at"] = now
+    rows.update_rows(rtype, [row])
+    changed = sorted([k for k in patch if k in fields] + list(extra_changed))
+    with db.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
+            "device_id, mutation_id, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, NULL, NULL, %s)",
+            [type_name, record_id, row["version"], changed, orjson.dumps(wire_data(rtype, row)).decode(),
+             user.pk if user else None, now],
+        )
+    keys = old_keys | frozenset(rtype.policy.scope_keys(row))
+    feed_touch([(type_name, record_id, key) for key in keys], at=now)
+    return Changed(row=row, version=row["version"], changed_fields=changed)
+
+
+def _type(type_name: str):
+    rtype = registry.get(type_name)
+    if rtype is None:
+        raise SyncError("unknown_type", f"Unknown record type {type_name!r}.")
+    return rtype
