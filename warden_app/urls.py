@@ -3,4 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("api/v1/", include("fieldsync.sync.urls")),
+    path("warden/", include("warden_app.handheld.urls")),
+    path("review/", include("warden_app.review_desk.urls")),
 ]

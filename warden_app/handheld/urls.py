@@ -1,0 +1,2 @@
+"""URLs of the handheld app."""
+urlpatterns: list = []

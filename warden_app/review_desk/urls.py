@@ -1,0 +1,2 @@
+"""URLs of the review desk."""
+urlpatterns: list = []
