@@ -34,8 +34,10 @@ from .models import (
 )
 from .permissions import PERSONAL_FIELDS
 from .roles import FIELD_ROLES, Role
+from .services.placement import area_delete
 from .services.teams import team_add_member, team_get_or_create, team_remove_member, team_set_areas
 from .sync_types import forms_changed
+from .tasks import records_replace_soon
 
 admin.site.site_header = "fieldsync administration"
 admin.site.site_title = "fieldsync admin"
@@ -194,6 +196,18 @@ class AreaAdmin(LeafletGeoAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Area]:
         # geom_bng is metric (EPSG:27700), so its area is in square metres.
         return super().get_queryset(request).annotate(size_m2=AreaOf("geom_bng"))
+
+    def save_model(self, request: HttpRequest, obj: Area, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.boundary_set.operational:
+            records_replace_soon()  # records inside the new outline move to it
+
+    def delete_model(self, request: HttpRequest, obj: Area) -> None:
+        area_delete(area=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Area]) -> None:
+        for area in queryset:
+            area_delete(area=area, by=request.user)
 
     @admin.display(description="size (km²)", ordering="size_m2")
     def size_km2(self, area: Area) -> str:
