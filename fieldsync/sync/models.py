@@ -66,6 +66,9 @@ class Receipt(models.Model):
         ]
         indexes = [models.Index(fields=["record_type", "record_id"], name="receipt_record")]
 
+    def __str__(self) -> str:
+        return f"{self.mutation_id}: {self.status}"
+
 
 class RecordVersion(models.Model):
     """Each version of each record, with the fields that changed in it: the merge's memory."""
@@ -90,6 +93,9 @@ class RecordVersion(models.Model):
                 fields=["record_type", "record_id", "version"], name="record_version_unique"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.record_type} {self.record_id} v{self.version}"
 
 
 class Change(models.Model):
@@ -118,6 +124,9 @@ class Change(models.Model):
             models.Index(fields=["scope_key", "xid", "seq"], name="change_key_position"),
             models.Index(fields=["scope_key", "changed_at"], name="change_key_time"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.record_type} {self.record_id} on {self.scope_key}"
 
 
 class Conflict(models.Model):
@@ -156,6 +165,9 @@ class Conflict(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.record_type} {self.record_id}: {self.reason}"
+
 
 class QuarantinedMutation(models.Model):
     """A rejected mutation, kept whole with its reasons: nothing is dropped silently."""
@@ -183,6 +195,9 @@ class QuarantinedMutation(models.Model):
                 fields=["device"], condition=Q(resolved_at__isnull=True), name="quarantine_open_by_device"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.mutation_id}: {self.code}"
 
 
 def attachment_path(instance: "Attachment", filename: str) -> str:
@@ -212,3 +227,7 @@ class Attachment(models.Model):
                 condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="attachment_sha256_hex"
             ),
         ]
+
+    def __str__(self) -> str:
+        return self.sha256
+

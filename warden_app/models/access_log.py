@@ -43,3 +43,6 @@ class AccessLogEntry(models.Model):
         indexes = [
             models.Index(fields=["actor", "at"], name="access_log_actor_at"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.record_type} ({len(self.record_ids)} records)"

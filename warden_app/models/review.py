@@ -46,3 +46,6 @@ class Review(models.Model):
                 name="review_returns_and_rejections_have_note",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} by {self.reviewer_id} on v{self.record_version}"
