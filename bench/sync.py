@@ -237,10 +237,12 @@ def bench_copy_baseline(url: str, n: int, ids: dict) -> tuple[float, float]:
                  "device_id, area_id, review_state, qualifier, incident_type, observed_at, description, action_taken, "
                  "persons_involved, location, accuracy_m, fix_source, photos"),
                 ("sync_recordversion", versions,
-                 "id, record_type, record_id, version, changed_fields, data, user_id, device_id, mutation_id, created_at"),
+                 "id, record_type, record_id, version, changed_fields, data, user_id, device_id, mutation_id, "
+                 "created_at"),
                 ("sync_change", feed, "id, record_type, record_id, scope_key, xid, seq, changed_at"),
                 ("sync_receipt", receipts,
-                 "id, user_id, device_id, mutation_id, record_type, record_id, op, payload_hash, status, result, created_at"),
+                 "id, user_id, device_id, mutation_id, record_type, record_id, op, payload_hash, status, result, "
+                 "created_at"),
             ):
                 with cur.copy(f"COPY copy_{table} ({cols}) FROM STDIN") as copy:
                     for row in rows_:
@@ -271,9 +273,10 @@ def grow_store(url: str, ids: dict, busy: int, quiet: int) -> None:
                   INSERT INTO warden_app_observation (id, version, created_at, updated_at, form_id, author_id,
                     organisation_id, area_id, review_state, qualifier, incident_type, observed_at, description,
                     action_taken, persons_involved, location, accuracy_m, fix_source, photos)
-                  SELECT gen_random_uuid(), 1, now() - interval '1 day' + (g * interval '1 ms'), now() - interval '1 day',
-                    %s, %s, %s, %s, 'approved', 'nuisance', 'noise', now() - interval '1 day', 'bulk record',
-                    '{}', '[]', ST_SetSRID(ST_MakePoint(%s + random() * 0.004, %s + random() * 0.004), 4326), 5, 'gps', '{}'
+                  SELECT gen_random_uuid(), 1, now() - interval '1 day' + (g * interval '1 ms'),
+                    now() - interval '1 day', %s, %s, %s, %s, 'approved', 'nuisance', 'noise',
+                    now() - interval '1 day', 'bulk record', '{}', '[]',
+                    ST_SetSRID(ST_MakePoint(%s + random() * 0.004, %s + random() * 0.004), 4326), 5, 'gps', '{}'
                   FROM generate_series(1, %s) g RETURNING id)
                 INSERT INTO sync_change (record_type, record_id, scope_key, xid, seq, changed_at)
                 SELECT 'observation', id, 'a:' || %s, pg_current_xact_id()::text::bigint, nextval('sync_change_seq'),
@@ -305,7 +308,7 @@ def cursor_before_last(port: int, token: str, n: int) -> str | None:
     client = Http(port, token)
     cursor, cursors = None, []
     while True:
-        status, data = client.call("GET", "/api/v1/sync/pull?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+        _status, data = client.call("GET", "/api/v1/sync/pull?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
         page = json.loads(data)
         cursors.append((cursor, len(page["changes"])))
         cursor = page["cursor"]
@@ -347,7 +350,7 @@ def bench_first_sync(url: str, port: int, ids: dict, n: int) -> float:
     cursor, got = None, 0
     started = time.perf_counter()
     while True:
-        status, data = client.call("GET", "/api/v1/sync/pull?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+        _status, data = client.call("GET", "/api/v1/sync/pull?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
         page = json.loads(data)
         got += len(page["changes"])
         cursor = page["cursor"]
@@ -372,7 +375,8 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(port, args.workers)
     try:
-        print(f"fieldsync sync benchmark — {os.cpu_count()} cores, gunicorn {args.workers} workers, db {url.rsplit('/', 1)[1]}")
+        db_name = url.rsplit("/", 1)[1]
+        print(f"fieldsync sync benchmark — {os.cpu_count()} cores, gunicorn {args.workers} workers, db {db_name}")
         token = enrol(port, "busy")
         print("\npush (one client, creates, through gunicorn)")
         for batch in (100, 500):
@@ -387,7 +391,8 @@ def main() -> None:
         print("\npull (one page of 500; busy area = most of the store, quiet area = 5 records)")
         results = bench_pull(url, port, ids, [10_000, args.big])
         for size, busy_ms, busy_n, quiet_ms, quiet_n in results:
-            print(f"  store {size:>9,}: busy {busy_ms:6.1f} ms ({busy_n} changes) | quiet {quiet_ms:6.1f} ms ({quiet_n} changes)")
+            print(f"  store {size:>9,}: busy {busy_ms:6.1f} ms ({busy_n} changes) | "
+                  f"quiet {quiet_ms:6.1f} ms ({quiet_n} changes)")
         (_, b0, _, q0, _), (_, b1, _, q1, _) = results
         print(f"  big/small ratio: busy {b1 / b0:4.2f}x, quiet {q1 / q0:4.2f}x (target <= 1.5x)")
 

@@ -25,7 +25,7 @@ def missing_attachments(device_ids: list) -> list[dict]:
             if "photos" not in rtype.field_map:
                 continue
             cursor.execute(
-                f"SELECT r.id, p.sha FROM {rtype.table} r CROSS JOIN LATERAL unnest(r.photos) AS p(sha) "  # noqa: S608
+                f"SELECT r.id, p.sha FROM {rtype.table} r CROSS JOIN LATERAL unnest(r.photos) AS p(sha) "
                 "WHERE r.device_id = ANY(%s::uuid[]) AND r.deleted_at IS NULL "
                 "AND NOT EXISTS (SELECT 1 FROM sync_attachment a WHERE a.sha256 = p.sha)",
                 [device_ids],

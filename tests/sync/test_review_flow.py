@@ -101,5 +101,6 @@ def test_a_warden_cannot_resolve_conflicts(world):
     first.push_one(mutation("observation", "update", record_id, {"description": "a"}, base_version=1))
     result = second.push_one(mutation("observation", "update", record_id, {"description": "b"}, base_version=1))
     with pytest.raises(SyncError) as caught:
-        conflict_resolve(user=world.users["warden"], conflict_id=result["conflict_id"], choices={"description": "device"})
+        conflict_resolve(user=world.users["warden"], conflict_id=result["conflict_id"],
+                         choices={"description": "device"})
     assert caught.value.code == "permission_denied"
