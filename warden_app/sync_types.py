@@ -356,6 +356,13 @@ class WardenDevicePolicy:
     def can_see_device(self, user, device) -> bool:
         return device.user_id == user.pk or permissions.can_revoke_device(user, device)
 
+    def watched_user_ids(self, user):
+        if permissions.has_role(user, Role.ADMIN):
+            from .models import User
+
+            return User.objects.values_list("pk", flat=True)
+        return {user.pk, *permissions.supervised_user_ids(user)}
+
     def describe_user(self, user) -> dict[str, Any]:
         org = user.organisation
         return {

@@ -123,6 +123,10 @@ class DevicePolicy(Protocol):
 
     def can_see_device(self, user, device) -> bool: ...
 
+    def watched_user_ids(self, user) -> Iterable[Any]:
+        """Users whose devices this user may watch (themselves, their teams…); narrows the
+        query before `can_see_device` decides each device."""
+
     def describe_user(self, user) -> dict[str, Any]:
         """`{username, roles, organisation}` as sent at enrolment and in the manifest."""
 

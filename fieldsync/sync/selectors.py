@@ -14,7 +14,8 @@ def _iso(value) -> str | None:
 def devices_visible_to(user):
     """Devices whose health this user may see (their own, or their teams' as supervisor)."""
     policy = registry.device_policy()
-    return [d for d in Device.objects.select_related("user") if policy.can_see_device(user, d)]
+    candidates = Device.objects.select_related("user").filter(user_id__in=policy.watched_user_ids(user))
+    return [d for d in candidates if policy.can_see_device(user, d)]
 
 
 def missing_attachments(device_ids: list) -> list[dict]:
