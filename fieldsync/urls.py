@@ -19,3 +19,7 @@ urlpatterns = [
     path("readyz", health.readiness, name="readyz"),
     path("", include("warden_app.urls")),
 ]
+
+handler400 = "fieldsync.error_pages.bad_request"
+handler404 = "fieldsync.error_pages.not_found"
+handler500 = "fieldsync.error_pages.server_error"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 from celery import shared_task
 from django.core.files.base import ContentFile
@@ -9,28 +10,55 @@ from PIL import Image
 
 from .models import Attachment
 
+log = logging.getLogger(__name__)
+
 THUMBNAIL_SIZE = (320, 320)
 
 
-@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def _thumbnail_bytes(attachment: Attachment) -> bytes:
+    with attachment.file.open("rb") as fh:
+        image = Image.open(fh, formats=["JPEG", "PNG", "WEBP"])  # what attachment_store writes
+        image.thumbnail(THUMBNAIL_SIZE)
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Transparent areas on white, not on whatever colour the hidden pixels have.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, "white")
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+# No result is kept (nobody reads it): with a result backend, publishing subscribes to
+# the result store first, and with Redis down that retried for ~20 s inside the upload.
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def attachment_thumbnail(sha256: str) -> bool:
     attachment = Attachment.objects.filter(sha256=sha256).first()
     if attachment is None or attachment.thumbnail:
         return False
-    with attachment.file.open("rb") as fh:
-        image = Image.open(fh)
-        image.thumbnail(THUMBNAIL_SIZE)
-        out = io.BytesIO()
-        image.convert("RGB").save(out, format="JPEG", quality=80)
-    attachment.thumbnail.save(f"{sha256}.jpg", ContentFile(out.getvalue()), save=False)
-    Attachment.objects.filter(sha256=sha256, thumbnail="").update(thumbnail=attachment.thumbnail.name)
+    data = _thumbnail_bytes(attachment)
+    attachment.thumbnail.save(f"{sha256}.jpg", ContentFile(data), save=False)
+    ours = attachment.thumbnail.name
+    updated = Attachment.objects.filter(sha256=sha256, thumbnail="").update(thumbnail=ours)
+    if not updated:
+        # Made twice (queued task and catch-up at once): keep the one the row names.
+        kept = Attachment.objects.filter(sha256=sha256).values_list("thumbnail", flat=True).first()
+        if kept != ours:
+            attachment.thumbnail.storage.delete(ours)
+        return False
     return True
 
 
-@shared_task
+@shared_task(ignore_result=True)
 def thumbnails_catch_up(limit: int = 500) -> int:
-    """Make thumbnails that were never queued (the broker was down when photos arrived)."""
+    """Make thumbnails that were never queued (the broker was down when photos arrived).
+    One broken photo is logged and skipped; it never stops the others."""
     made = 0
-    for sha256 in Attachment.objects.filter(thumbnail="").values_list("sha256", flat=True)[:limit]:
-        made += bool(attachment_thumbnail(sha256))
+    pending = (Attachment.objects.filter(thumbnail="").order_by("uploaded_at")
+               .values_list("sha256", flat=True)[:limit])
+    for sha256 in pending:
+        try:
+            made += bool(attachment_thumbnail(sha256))
+        except Exception:
+            log.exception("thumbnail for %s failed", sha256)
     return made

@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import registry
@@ -201,12 +200,14 @@ class StatusView(DeviceView):
 
 
 class AttachmentView(DeviceView):
-    @extend_schema(request={"image/jpeg": OpenApiTypes.BINARY, "image/png": OpenApiTypes.BINARY},
+    @extend_schema(request={"image/jpeg": OpenApiTypes.BINARY, "image/png": OpenApiTypes.BINARY,
+                            "image/webp": OpenApiTypes.BINARY},
                    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: ERROR, 413: ERROR, 415: ERROR},
                    summary="Upload a photo by its sha256 (idempotent)")
     def put(self, request, sha256):
-        if not SHA256_PATH.match(sha256):
-            raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400)
+        if not SHA256_PATH.fullmatch(sha256):  # not .match: `$` matches before a newline
+            raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
+                            fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
         limit = settings.SYNC_MAX_ATTACHMENT_BYTES
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -225,5 +226,5 @@ class AttachmentView(DeviceView):
 
     @extend_schema(responses={200: None, 404: None}, summary="Is this photo stored?")
     def head(self, request, sha256):
-        found = bool(SHA256_PATH.match(sha256)) and attachment_exists(sha256)
+        found = bool(SHA256_PATH.fullmatch(sha256)) and attachment_exists(sha256)
         return HttpResponse(status=200 if found else 404)

@@ -5,6 +5,7 @@ Everything goes through the real HTTP stack (Django test client, or real sockets
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import uuid
@@ -147,6 +148,15 @@ class World:
         return Handheld(token=body["token"], device_id=body["device_id"], client=client)
 
 
+@functools.cache
+def password_hash() -> str:
+    """Hashed once per test session with the real hasher: seven users per test would
+    otherwise spend seconds in PBKDF2, and servers started by tests must verify it."""
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(PASSWORD)
+
+
 def build_world():
     from warden_app.models import Area, BoundarySet, FormDefinition, Organisation, User
     from warden_app.roles import Role
@@ -182,7 +192,7 @@ def build_world():
     users = {}
 
     def person(username, org, role, team=None, supervisor=False):
-        user = User.objects.create_user(username=username, password=PASSWORD, organisation=org)
+        user = User.objects.create(username=username, password=password_hash(), organisation=org)
         user.groups.add(groups[role])
         if team:
             team_add_member(team=team, user=user, supervisor=supervisor)
