@@ -33,9 +33,11 @@ class _Row:
         self.review_state = row.get("review_state")
 
 
-def review_decide(*, reviewer, record_type: str, record_id, decision: str, note: str = "") -> Review:
+def review_decide(*, reviewer, record_type: str, record_id, decision: str, note: str = "",
+                  expected_version: int | None = None) -> Review:
     """Approve, reject, return with issues (the note reaches the author's handheld) or
-    comment on a submitted record."""
+    comment on a submitted record. With `expected_version` (the version the reviewer
+    read), a record changed since is refused, so nobody approves what they have not seen."""
     if record_type not in REVIEWABLE:
         raise SyncError("invalid", "Only observations and street audits are reviewed.")
     if decision not in DECISIONS:
@@ -49,6 +51,9 @@ def review_decide(*, reviewer, record_type: str, record_id, decision: str, note:
             raise SyncError("not_found", "No such record.", status_code=404)
         if not permissions.can_review_record(reviewer, _Row(row)):
             raise SyncError("permission_denied", "You may not review this record.", status_code=403)
+        if expected_version is not None and row["version"] != expected_version:
+            raise SyncError("version_changed", f"The record changed since version {expected_version}; "
+                            "read it again before deciding.", status_code=409)
         if decision != "comment" and row["review_state"] not in OPEN_STATES:
             raise SyncError("invalid_state", f"A record that is {row['review_state']} takes comments only.",
                             status_code=409)

@@ -1,0 +1,245 @@
+"""Pages of the review desk. Thin: parse the request, ask a selector, call a service.
+
+Every page is for supervisors only (403 for anyone else, login for the anonymous); every
+record, conflict, quarantined mutation and device is fetched through the selectors' scope,
+so one outside it is a 404 whether it exists or not. The services check permissions again
+and write the log.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from fieldsync.sync.errors import SyncError
+from fieldsync.sync.services.devices import device_revoke
+
+from ..services.review import conflict_resolve, quarantine_resolve, review_decide
+from . import selectors
+from .forms import (
+    ConflictResolveForm,
+    ListFilterForm,
+    QuarantineResolveForm,
+    QueueFilterForm,
+    ReviewDecisionForm,
+)
+
+SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+def supervisor_required(view):
+    """Anonymous → the desk's login page; signed in without the supervisor role → 403.
+    Pages are never cached: they may hold personal data."""
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("review_desk:login"))
+        if not selectors.desk_allowed(request.user):
+            raise PermissionDenied("The review desk is for supervisors.")
+        return view(request, *args, **kwargs)
+
+    return never_cache(wrapped)
+
+
+def _service_refused(request: HttpRequest, error: SyncError) -> None:
+    """Turn a service's refusal into the HTTP answer a page gives: 404 and 403 as such;
+    anything else is shown on the page it came from."""
+    if error.status_code == 404:
+        raise Http404(error.message)
+    if error.status_code == 403:
+        raise PermissionDenied(error.message)
+
+
+# --- queue and records -------------------------------------------------------------------------
+
+@require_GET
+@supervisor_required
+def queue(request: HttpRequest) -> HttpResponse:
+    choices = selectors.queue_filter_choices(request.user)
+    form = QueueFilterForm(request.GET or None, **choices)
+    page = selectors.queue_page(request.user, form.filters(), request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "review_desk/queue.html", {
+        "form": form, "page": page, "query": query.urlencode(), "section": "queue",
+    })
+
+
+def _record_response(request, record_type, record_id, form=None, status=200) -> HttpResponse:
+    page = selectors.record_page(request.user, record_type, record_id)
+    if page is None:
+        raise Http404("No such record in your areas.")
+    if form is None:
+        form = ReviewDecisionForm(initial={"version": page.record.version})
+    return render(request, "review_desk/record.html", {
+        "page": page, "record": page.record, "form": form, "section": "queue",
+        "map_config": {"tile_url": settings.TILE_URL, "attribution": settings.TILE_ATTRIBUTION},
+    }, status=status)
+
+
+@require_GET
+@supervisor_required
+def record_detail(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
+    return _record_response(request, record_type, record_id)
+
+
+@require_POST
+@supervisor_required
+def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
+    if selectors.record_in_scope(request.user, record_type, record_id) is None:
+        raise Http404("No such record in your areas.")
+    form = ReviewDecisionForm(request.POST)
+    if not form.is_valid():
+        return _record_response(request, record_type, record_id, form=form, status=400)
+    try:
+        review = review_decide(
+            reviewer=request.user, record_type=record_type, record_id=record_id,
+            decision=form.cleaned_data["decision"], note=form.cleaned_data["note"],
+            expected_version=form.cleaned_data.get("version"),
+        )
+    except SyncError as error:
+        _service_refused(request, error)
+        form.add_error(None, error.message)
+        return _record_response(request, record_type, record_id, form=form, status=error.status_code)
+    messages.success(request, f"{review.get_decision_display()}: saved as version {review.record_version}.")
+    return redirect("review_desk:record", record_type=record_type, record_id=record_id)
+
+
+@require_GET
+@supervisor_required
+def record_photo(request: HttpRequest, record_type: str, record_id, sha256: str, size: str = "full"):
+    """A photo named by a record in scope, streamed from storage (never a public URL)."""
+    if len(sha256) != 64 or not set(sha256) <= SHA256_CHARS:
+        raise Http404("No such photo.")
+    attachment = selectors.photo_in_scope(request.user, record_type, record_id, sha256)
+    if attachment is None or not attachment.file:
+        raise Http404("No such photo, or it has not arrived yet.")
+    stored = attachment.thumbnail if size == "thumb" and attachment.thumbnail else attachment.file
+    if size == "full":
+        selectors.photo_consulted(request.user, record_type, record_id, sha256)
+    content_type = "image/jpeg" if stored is attachment.thumbnail else attachment.content_type
+    try:
+        handle = stored.open("rb")
+    except FileNotFoundError:
+        raise Http404("The photo's file is missing from storage.") from None
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Disposition"] = f'inline; filename="{sha256[:12]}"'
+    return response
+
+
+# --- conflicts -------------------------------------------------------------------------------
+
+@require_GET
+@supervisor_required
+def conflict_list(request: HttpRequest) -> HttpResponse:
+    show = ListFilterForm(request.GET).show_value()
+    page = selectors.conflict_list_page(request.user, show=show, page_number=request.GET.get("page"))
+    return render(request, "review_desk/conflicts.html", {"page": page, "show": show, "section": "conflicts"})
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def conflict_detail(request: HttpRequest, conflict_id) -> HttpResponse:
+    conflict = selectors.conflict_in_scope(request.user, conflict_id)
+    if conflict is None:
+        raise Http404("No such conflict in your areas.")
+    form = ConflictResolveForm(request.POST or None, field_names=list(conflict.fields))
+    status = 200
+    if request.method == "POST":
+        if conflict.resolved_at is not None:
+            form.add_error(None, "This conflict is already resolved.")
+            status = 409
+        elif form.is_valid():
+            try:
+                conflict_resolve(user=request.user, conflict_id=conflict.pk, choices=form.choices(),
+                                 note=form.cleaned_data["note"])
+            except SyncError as error:
+                _service_refused(request, error)
+                form.add_error(None, error.message)
+                status = error.status_code
+                conflict.refresh_from_db()
+            else:
+                messages.success(request, "Conflict resolved.")
+                return redirect("review_desk:conflict", conflict_id=conflict.pk)
+        else:
+            status = 400
+    page = selectors.conflict_page(request.user, conflict)
+    rows = [{**row, "field": form[form.key(row["name"])]} for row in page.rows]
+    return render(request, "review_desk/conflict.html", {
+        "page": page, "conflict": conflict, "rows": rows, "form": form, "section": "conflicts",
+    }, status=status)
+
+
+# --- quarantine ------------------------------------------------------------------------------
+
+@require_GET
+@supervisor_required
+def quarantine_list(request: HttpRequest) -> HttpResponse:
+    show = ListFilterForm(request.GET).show_value()
+    page = selectors.quarantine_list_page(request.user, show=show, page_number=request.GET.get("page"))
+    return render(request, "review_desk/quarantine.html", {"page": page, "show": show, "section": "quarantine"})
+
+
+@require_http_methods(["GET", "POST"])
+@supervisor_required
+def quarantine_detail(request: HttpRequest, item_id: int) -> HttpResponse:
+    item = selectors.quarantine_item_in_scope(request.user, item_id)
+    if item is None:
+        raise Http404("No such quarantined mutation from your teams.")
+    form = QuarantineResolveForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if item.resolved_at is not None:
+            form.add_error(None, "This item is already resolved.")
+            status = 409
+        elif form.is_valid():
+            try:
+                quarantine_resolve(user=request.user, item_id=item.pk, note=form.cleaned_data["note"])
+            except SyncError as error:
+                _service_refused(request, error)
+                form.add_error(None, error.message)
+                status = error.status_code
+            else:
+                messages.success(request, "Quarantined mutation resolved.")
+                return redirect("review_desk:quarantine_item", item_id=item.pk)
+        else:
+            status = 400
+    item = selectors.quarantine_item_page(request.user, item)
+    return render(request, "review_desk/quarantine_item.html", {
+        "item": item, "form": form, "section": "quarantine",
+    }, status=status)
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+@require_GET
+@supervisor_required
+def device_list(request: HttpRequest) -> HttpResponse:
+    rows = selectors.team_devices(request.user)
+    return render(request, "review_desk/devices.html", {"rows": rows, "section": "devices"})
+
+
+@require_POST
+@supervisor_required
+def device_revoke_view(request: HttpRequest, device_id) -> HttpResponse:
+    device = selectors.device_in_scope(request.user, device_id)
+    if device is None:
+        raise Http404("No such device in your teams.")
+    try:
+        device = device_revoke(device=device, by=request.user)
+    except SyncError as error:
+        _service_refused(request, error)
+        messages.error(request, error.message)
+        return redirect("review_desk:devices")
+    messages.success(request, f"{device.label} ({device.user.get_username()}) is revoked: it will wipe "
+                              "its data at its next sync.")
+    return redirect("review_desk:devices")

@@ -1,0 +1,55 @@
+/* The record page's map: the record, its route and items, and its area, drawn as
+   vectors from the page's own JSON. Tiles only when the server configures TILE_URL. */
+(function () {
+  "use strict";
+  var element = document.getElementById("record-map");
+  var dataNode = document.getElementById("record-map-data");
+  if (!element || !dataNode || typeof L === "undefined") {
+    return;
+  }
+  var data = JSON.parse(dataNode.textContent);
+  var configNode = document.getElementById("record-map-config");
+  var config = configNode ? JSON.parse(configNode.textContent) : {};
+  var map = L.map(element, { zoomControl: true, attributionControl: Boolean(config.tile_url) });
+  if (config.tile_url) {
+    L.tileLayer(config.tile_url, { attribution: config.attribution || "", maxZoom: 19 }).addTo(map);
+  }
+  var styles = {
+    area: { color: "#555", weight: 1, dashArray: "4 4", fill: false },
+    route: { color: "#1f6feb", weight: 3 },
+  };
+  var layer = L.geoJSON(data, {
+    style: function (feature) {
+      return styles[feature.properties.kind] || {};
+    },
+    pointToLayer: function (feature, latlng) {
+      var record = feature.properties.kind === "record";
+      return L.circleMarker(latlng, {
+        radius: record ? 9 : 6,
+        color: record ? "#b42318" : "#9a6700",
+        weight: 2,
+        fillOpacity: 0.6,
+        className: record ? "record-marker" : "item-marker",
+      });
+    },
+    onEachFeature: function (feature, featureLayer) {
+      if (feature.properties.label) {
+        featureLayer.bindTooltip(feature.properties.label);
+      }
+    },
+  }).addTo(map);
+  // Frame the record and its items, not the whole area.
+  var focus = L.featureGroup();
+  layer.eachLayer(function (l) {
+    if (l.feature.properties.kind !== "area") {
+      focus.addLayer(L.geoJSON(l.feature));
+    }
+  });
+  var bounds = focus.getBounds();
+  if (bounds.isValid()) {
+    map.fitBounds(bounds.pad(0.5), { maxZoom: 17 });
+  } else {
+    map.setView([53.52, -2.58], 12);
+  }
+  element.setAttribute("data-ready", "true");
+})();
