@@ -43,10 +43,17 @@ def merge_patch(
     base: dict[str, Any] | None,
     location_group: Sequence[str],
     tolerance_m: float,
+    sent: dict[str, Any] | None = None,
 ) -> MergeOutcome:
     """Split `patch` (only fields whose value differs from `current`) into what applies
     and what conflicts. `server_changed` holds the fields other writers changed after the
-    device's base version; `base` is the record as the device last saw it."""
+    device's base version; `base` is the record as the device last saw it; `sent` is every
+    value the device sent (a fix's accuracy counts even where it equals the server's).
+
+    The location group merges as one fix, judged by how far each side moved the point from
+    the base: both beyond the tolerance → a conflict; only one → that move is kept (the
+    other side merely refined the old fix, and a real move must never be dropped); neither
+    → the two fixes are the same place, and the one with the better accuracy is kept."""
     outcome = MergeOutcome()
     group = set(location_group)
     for name, value in patch.items():
@@ -65,8 +72,9 @@ def merge_patch(
         return outcome
 
     loc_name, acc_name = location_group[0], location_group[1]
+    device_fix = {**{n: v for n, v in (sent or {}).items() if n in group}, **group_patch}
     base_loc = (base or {}).get(loc_name) or current.get(loc_name)
-    device_loc = group_patch.get(loc_name, base_loc)
+    device_loc = device_fix.get(loc_name, base_loc)
     server_loc = current.get(loc_name)
     device_moved = base_loc is not None and device_loc is not None and distance_m(base_loc, device_loc) > tolerance_m
     server_moved = base_loc is not None and server_loc is not None and distance_m(base_loc, server_loc) > tolerance_m
@@ -75,8 +83,13 @@ def merge_patch(
         for name, value in group_patch.items():
             outcome.conflicts[name] = (value, current.get(name))
         return outcome
-    # Within the tolerance the better fix wins, and that is not a conflict.
-    device_accuracy = _accuracy(group_patch.get(acc_name, (base or {}).get(acc_name)))
+    if device_moved:
+        outcome.apply.update(group_patch)
+        return outcome
+    if server_moved:
+        return outcome
+    # Both fixes are within the tolerance of the base: keep the better one, no conflict.
+    device_accuracy = _accuracy(device_fix.get(acc_name, (base or {}).get(acc_name)))
     if device_accuracy < _accuracy(current.get(acc_name)):
         outcome.apply.update(group_patch)
     return outcome

@@ -91,26 +91,52 @@ def _cursor_key() -> bytes:
     return hashlib.sha256(b"fieldsync.pull-cursor:" + settings.SECRET_KEY.encode()).digest()
 
 
-# The oldest transaction still running, with none running the next id to be assigned.
-# Left out: our own transaction (handled by the caller), and transactions that
-# pg_stat_activity shows connected to another database, which cannot write our feed
-# (without this, any long transaction anywhere on the cluster would stall every pull).
-# Only positive evidence leaves one out: a transaction that ended since our snapshot,
-# or one the view does not show, keeps holding the horizon back for this pull.
+# The oldest transaction still running, with none running the next id to be assigned
+# (`xmax`: ids from there on may be running too). Left out: our own transaction, and
+# transactions shown not to write our feed: those connected to another database, and
+# autovacuum's (an ANALYZE holds an xid for seconds). Without this any long transaction
+# anywhere on the cluster would stall every pull. Only positive evidence leaves one
+# out: a transaction that ended since our snapshot, or one no view shows, keeps holding
+# the horizon back for this pull (the next pull gets past it).
+# Also returned: our own xid, if we have one, and the (32-bit) xids of the other
+# transactions that may write here, for a pull inside a writing transaction.
 _HORIZON_SQL = """
-WITH snap AS (SELECT pg_current_snapshot() AS s),
-elsewhere AS (
-    SELECT backend_xid FROM pg_stat_activity
-    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
-      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+WITH here AS (SELECT oid FROM pg_database WHERE datname = current_database()),
+running AS (
+    SELECT backend_xid AS x,
+           (datid IS NULL OR datid = (SELECT oid FROM here))
+           AND backend_type IS DISTINCT FROM 'autovacuum worker' AS ours
+    FROM pg_stat_activity WHERE backend_xid IS NOT NULL
+    UNION ALL
+    SELECT transaction, database = current_database() FROM pg_prepared_xacts
 )
 SELECT coalesce(
-    (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
      WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()
-       AND x::xid NOT IN (SELECT backend_xid FROM elsewhere)),
-    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)),
-    pg_current_xact_id_if_assigned()::text::bigint
+       AND x::xid NOT IN (SELECT r.x FROM running r WHERE NOT r.ours)),
+    pg_snapshot_xmax(pg_current_snapshot())::text::bigint),
+    pg_current_xact_id_if_assigned()::text::bigint,
+    ARRAY(SELECT r.x::text::bigint FROM running r WHERE r.ours)
 """
+
+
+def _horizon(c) -> tuple[int, int | None]:
+    """(horizon, own xid): every change below the horizon is committed (or rolled back)
+    and visible to this pull's reads, and no change can appear below it later."""
+    # Backend status is cached for the rest of a transaction once read: read it afresh.
+    c.execute("SELECT pg_stat_clear_snapshot()")
+    c.execute(_HORIZON_SQL)
+    horizon, own, here = c.fetchone()
+    if own is None:
+        return horizon, None
+    # Inside a writing transaction (tests do this) we read each statement afresh, and see
+    # our own rows, which may have an xid at or above `xmax`. Every transaction of this
+    # database with an xid below ours got it before ours and, unless still running (and
+    # so listed in `here`), has ended: we may read up to our own changes.
+    low = own & 0xFFFFFFFF
+    others = [own + ((x - low + 2**31) % 2**32) - 2**31 for x in here]
+    return min([own + 1] + [x for x in others if x != own]), own
+
 
 # Changes on one key after a position and below the horizon: an index range scan on
 # (scope_key, xid, seq). Windowed keys skip what is already out of the window.
@@ -177,13 +203,9 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
         with db.cursor() as c:
             if outermost:
                 c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            c.execute(_HORIZON_SQL)
-            horizon, own_xid = c.fetchone()
-        # A pull inside a transaction that writes (tests do) sees that transaction's rows
-        # but must not pass them: it may write more after this page (with the same xid
-        # and later sequence numbers).
-        if own_xid is not None:
-            horizon = min(horizon, own_xid + 1)
+            horizon, own_xid = _horizon(c)
+        # A pull inside a writing transaction must not pass that transaction's rows: it
+        # may write more after this page (with the same xid and later sequence numbers).
         passed = horizon - 1 if own_xid is None else min(horizon, own_xid) - 1
         if not cursor_token:
             cursor.initial = horizon
@@ -245,7 +267,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
         # 3. Forward changes on every key in scope, merged in (xid, seq) order.
         for key, windowed in scope.items():
             if key not in cursor.keys:
-                cursor.keys[key] = _start_position(key, windowed, window_start, horizon)
+                cursor.keys[key] = _start_position(key, windowed, window_start, passed + 1)
             else:
                 cursor.keys[key] = [*cursor.keys[key][:2], int(windowed)]
         # Steps 1 and 2 stop early only on a full page.
@@ -279,7 +301,8 @@ def _by_time(key: str, since, until, after_at, after_id, limit: int) -> list[tup
 
 
 def _start_position(key: str, windowed: bool, window_start, horizon: int) -> list[int]:
-    """Where a key the device starts following is scanned from."""
+    """Where a key the device starts following is scanned from (`horizon`: the lowest
+    xid that may still write rows, own transaction included)."""
     if not windowed:
         return [0, 0, 0]
     with db.cursor() as c:
