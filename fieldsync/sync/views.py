@@ -138,6 +138,8 @@ class ManifestView(DeviceView):
                 "form_version": form[1] if form else None,
                 "schema": rtype.json_schema(form[2] if form else {}),
                 "personal_fields": sorted(getattr(rtype.policy, "personal_fields", ())),
+                # The form version's code lists, e.g. which checklist issues are graded A-D.
+                "code_lists": {name: list(codes) for name, codes in (form[2] if form else {}).items()},
             }
         return json_response({
             "protocol": 1,
