@@ -1,0 +1,1 @@
+"""Aggregates without personal data: counts by area and hotspot classes (docs/disclosure.md)."""
