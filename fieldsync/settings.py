@@ -124,6 +124,15 @@ DATABASES = {
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fieldsync")
     )
 }
+# A streaming replica of the primary, read ONLY for analyst outputs that hold no personal
+# data (aggregates, hotspots): fieldsync/db_router.py says how a selector asks for it.
+# Read-only at the session level too, so a misrouted write fails instead of diverging.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = database_from_url(os.environ["DATABASE_REPLICA_URL"])
+    DATABASES["replica"]["OPTIONS"].setdefault("options", "-c default_transaction_read_only=on")
+    # Tests read the replica alias from the test database of the primary.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["fieldsync.db_router.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "warden_app.User"
@@ -150,6 +159,40 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
+
+# Photos and thumbnails: local disk (MEDIA_ROOT) by default; FIELDSYNC_STORAGE=s3 keeps them in
+# an S3-compatible bucket (AWS, MinIO, Ceph…) so app servers and workers share no disk.
+# Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, web
+# identity, instance role), never from settings. Photos are personal data: the bucket stays
+# private and URLs are short-lived signatures.
+FIELDSYNC_STORAGE = os.environ.get("FIELDSYNC_STORAGE", "filesystem")
+if FIELDSYNC_STORAGE == "filesystem":
+    # No OPTIONS: the storage follows MEDIA_ROOT, also when a test changes it.
+    _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif FIELDSYNC_STORAGE == "s3":
+    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("FIELDSYNC_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME")
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            # MinIO and most self-hosted stores want "path".
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+            "location": os.environ.get("AWS_LOCATION", ""),
+            "default_acl": None,  # the bucket's own (private) policy decides
+            "querystring_auth": True,
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300),
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"FIELDSYNC_STORAGE must be filesystem or s3, not {FIELDSYNC_STORAGE!r}")
+STORAGES = {
+    "default": _media_storage,
+    # Static files stay on the app's disk: nginx serves /static/ (whitenoise without nginx).
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
@@ -258,4 +301,71 @@ CELERY_BEAT_SCHEDULE = {
         "task": "fieldsync.sync.tasks.thumbnails_catch_up",
         "schedule": 5 * 60.0,
     },
+}
+
+# --- analysis: records API, exports, OGC API - Features (docs/analysis.md) ---
+# A GeoJSON/CSV read returning more records than this is built by Celery instead of streamed:
+# at 40,000-115,000 records/s (bench/export.py) 500,000 stream well within GUNICORN_TIMEOUT (30 s).
+ANALYSIS_STREAM_MAX_ROWS = env_int("ANALYSIS_STREAM_MAX_ROWS", 500_000)
+ANALYSIS_PAGE_DEFAULT = env_int("ANALYSIS_PAGE_DEFAULT", 100)
+ANALYSIS_PAGE_MAX = env_int("ANALYSIS_PAGE_MAX", 10_000)
+ANALYSIS_POLYGON_MAX_CHARS = env_int("ANALYSIS_POLYGON_MAX_CHARS", 1_000_000)
+ANALYSIS_POLYGON_MAX_POINTS = env_int("ANALYSIS_POLYGON_MAX_POINTS", 100_000)
+# Export files hold personal data: deleted this long after they are built.
+EXPORT_RETENTION_HOURS = env_int("EXPORT_RETENTION_HOURS", 72)
+CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "warden_app.tasks.exports_expire_task", "schedule": 15 * 60.0}
+
+# --- aggregates that leave the partnership (docs/disclosure.md) ---
+# Counts below DISCLOSURE_MIN_COUNT are suppressed, the rest rounded to DISCLOSURE_ROUND_TO;
+# partners get a period DISCLOSURE_SETTLE_DAYS after it ends, and only the boundary sets
+# named in DISCLOSURE_PARTNER_BOUNDARY_SETS (slugs; empty: every set).
+DISCLOSURE_MIN_COUNT = env_int("DISCLOSURE_MIN_COUNT", 10)
+DISCLOSURE_ROUND_TO = env_int("DISCLOSURE_ROUND_TO", 5)
+DISCLOSURE_SETTLE_DAYS = env_int("DISCLOSURE_SETTLE_DAYS", 7)
+DISCLOSURE_PARTNER_BOUNDARY_SETS = env_list("DISCLOSURE_PARTNER_BOUNDARY_SETS", [])
+# Hotspots: quartic kernel bandwidth and grid cell (metres, EPSG:27700); a cell is published
+# only with at least HOTSPOT_MIN_RECORDS records within one bandwidth of its centre.
+HOTSPOT_BANDWIDTH_M = float(os.environ.get("HOTSPOT_BANDWIDTH_M", "250"))
+HOTSPOT_CELL_M = float(os.environ.get("HOTSPOT_CELL_M", "50"))
+HOTSPOT_MIN_RECORDS = env_int("HOTSPOT_MIN_RECORDS", 10)
+
+# --- the warden handheld app (/warden/) ---
+# Idle minutes before the app locks and asks for the PIN again; days without a successful
+# sync after which it keeps records closed until the user signs in online again.
+HANDHELD_IDLE_LOCK_MINUTES = float(os.environ.get("HANDHELD_IDLE_LOCK_MINUTES", "5"))
+HANDHELD_MAX_DAYS_WITHOUT_SYNC = float(os.environ.get("HANDHELD_MAX_DAYS_WITHOUT_SYNC", "7"))
+
+# --- accountability: access log chain, data subjects' rights, retention, escalation ---
+# (docs/accountability.md, docs/escalation.md; code in warden_app/accountability/)
+CELERY_IMPORTS = ["warden_app.accountability.tasks"]
+# DUAA 2025 s.82 dropped the duty to log a justification; fieldsync records a purpose
+# anyway, and this decides whether the DPO's acts and escalations must state one.
+ACCESS_LOG_PURPOSE_REQUIRED = env_bool("ACCESS_LOG_PURPOSE_REQUIRED", True)
+ACCESS_LOG_PAGE_DEFAULT = env_int("ACCESS_LOG_PAGE_DEFAULT", 100)
+ACCESS_LOG_PAGE_MAX = env_int("ACCESS_LOG_PAGE_MAX", 1000)
+# Rows sealed per transaction by the sealing step (it loops until none are left).
+ACCESS_LOG_SEAL_BATCH = env_int("ACCESS_LOG_SEAL_BATCH", 5000)
+# Days personal fields are kept, per record type, unless an admin set a RetentionPeriod.
+# Override as RETENTION_PERSONAL_DAYS="observation=365,audit_item=730".
+RETENTION_PERSONAL_DAYS = {"observation": 365} | {
+    name: int(days)
+    for name, days in (item.split("=", 1) for item in env_list("RETENTION_PERSONAL_DAYS", []))
+}
+RETENTION_BATCH = env_int("RETENTION_BATCH", 200)
+# Copies made of an already-erased record (a late push's conflict or receipt) are swept
+# when made within this many days before a retention run.
+RETENTION_SWEEP_DAYS = env_int("RETENTION_SWEEP_DAYS", 3)
+# Escalation delivery: attempts in all, exponential backoff between them, HTTP timeout.
+ESCALATION_MAX_ATTEMPTS = env_int("ESCALATION_MAX_ATTEMPTS", 8)
+ESCALATION_BACKOFF_BASE_S = env_int("ESCALATION_BACKOFF_BASE_S", 30)
+ESCALATION_BACKOFF_MAX_S = env_int("ESCALATION_BACKOFF_MAX_S", 3600)
+ESCALATION_TIMEOUT_S = float(os.environ.get("ESCALATION_TIMEOUT_S", "10"))
+# Personal data leaves only over TLS; plain http is for a partner's test rig on loopback.
+ESCALATION_ALLOW_HTTP = env_bool("ESCALATION_ALLOW_HTTP", False)
+# Where partners' staff follow the link back to the record (the review desk).
+FIELDSYNC_BASE_URL = os.environ.get("FIELDSYNC_BASE_URL", "")
+CELERY_BEAT_SCHEDULE |= {
+    "access-log-seal": {"task": "warden_app.accountability.tasks.access_log_seal_task", "schedule": 60.0},
+    "retention-erase-due": {"task": "warden_app.accountability.tasks.retention_erase_due", "schedule": 24 * 3600.0},
+    "escalations-catch-up": {"task": "warden_app.accountability.tasks.escalations_catch_up", "schedule": 10 * 60.0},
 }

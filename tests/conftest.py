@@ -1,5 +1,15 @@
 """Shared fixtures: real PostgreSQL/PostGIS (pytest-django's test database) and real Redis."""
 import pytest
+from django.test import override_settings
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """Seeds hash many passwords; MD5 keeps that quick in tests. PBKDF2 stays accepted for
+    the hashes made with it (tests/sync/conftest.py), which servers in subprocesses verify."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher",
+                                             "django.contrib.auth.hashers.PBKDF2PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)

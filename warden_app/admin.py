@@ -496,3 +496,7 @@ class AuditItemAdmin(RecordAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("street_audit")
+
+
+# Access log, partner endpoints, retention periods, escalations.
+from .accountability import admin as _accountability_admin  # noqa: E402, F401

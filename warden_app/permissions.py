@@ -6,6 +6,8 @@ one indexed join answers "which areas" for a user.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db.models import Q
@@ -33,6 +35,10 @@ def _cache(user) -> dict:
         cache = {}
         user._fieldsync_perm_cache = cache
     return cache
+
+
+def _active(user) -> bool:
+    return user is not None and getattr(user, "is_authenticated", False) and user.is_active
 
 
 def forget_cached_rights(user) -> None:
@@ -180,26 +186,220 @@ def can_edit_record(user, record) -> bool:
     return can_review_record(user, record)
 
 
-def visible_fields(user, record_type: str, record, all_fields: frozenset[str]) -> frozenset[str]:
-    """The fields of `record` this user may see; personal fields only where allowed.
+def can_read_records(user) -> bool:
+    """The records API, exports and the OGC API: analysts (all areas), supervisors (their
+    areas) and admins. Field staff use their handhelds; partner viewers get aggregates."""
+    return has_role(user, Role.ANALYST, Role.SUPERVISOR, Role.ADMIN)
 
-    Field staff see personal details only in records of their own organisation;
-    supervisors in the areas they review; analysts only under a purpose-bound grant.
+
+def record_scope_q(user) -> Q | bool:
+    """`can_view_record` as a filter on a record table: True (every record), False (none)
+    or a Q. tests/analysis/test_sharing.py holds the two to the same answers."""
+    if not _active(user):
+        return False
+    if has_role(user, Role.ADMIN):
+        return True
+    q = Q(author_id=user.pk)
+    supervised = supervised_user_ids(user)
+    if supervised:
+        q |= Q(area_id__isnull=True, author_id__in=supervised)
+    areas: set[int] = set()
+    if has_role(user, Role.SUPERVISOR):
+        areas |= area_ids_with(user, REVIEW_AREA)
+    if is_field_staff(user):
+        areas |= area_ids_with(user, RECORD_IN_AREA)
+    if has_role(user, Role.ANALYST):
+        if user.has_perm(f"warden_app.{ANALYSE_AREA}"):
+            return q | Q(area_id__isnull=False)
+        areas |= area_ids_with(user, ANALYSE_AREA)
+    if areas:
+        q |= Q(area_id__in=sorted(areas))
+    return q
+
+
+# --- personal data: the sharing protocol -------------------------------------------------
+#
+# Personal fields of a record are open to a user through a relationship to the record
+# (author, reviewing supervisor, admin, DPO: decided here, in code) or through the
+# partnership's declared protocol (models/sharing.py: SharingRule rows for field staff and
+# supervisors, PurposeGrant rows for analysts). Rules only grant; whatever nothing opens
+# is redacted. Rules and grants are read in one query per user and request.
+
+def fields_of_group(group: str, record_type: str) -> frozenset[str]:
+    """The fields of `record_type` a sharing rule's field group stands for."""
+    if group == "personal":
+        return PERSONAL_FIELDS.get(record_type, frozenset())
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class PurposeBasis:
+    grant_id: int
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """What the declared protocol opens to one user.
+
+    rule_owners: field group -> owner organisation ids, or None for every owner.
+    grants: record type -> field -> the purpose grants opening it.
     """
+
+    rule_owners: dict[str, frozenset[int] | None] = field(default_factory=dict)
+    rule_keys: tuple[str, ...] = ()
+    grants: dict[str, dict[str, tuple[PurposeBasis, ...]]] = field(default_factory=dict)
+
+    def granted(self, record_type: str) -> frozenset[str]:
+        return frozenset(self.grants.get(record_type, {}))
+
+    def purposes(self, record_type: str, fields: Iterable[str]) -> list[PurposeBasis]:
+        by_field = self.grants.get(record_type, {})
+        found = {basis for name in fields for basis in by_field.get(name, ())}
+        return sorted(found, key=lambda b: b.grant_id)
+
+
+def sharing_of(user) -> Sharing:
+    """The sharing rules and active purpose grants that apply to `user`, read once (one
+    query) and kept on the user object for the request, like `area_ids_with`."""
+    if not _active(user):
+        return Sharing()
+    cache = _cache(user)
+    if "sharing" not in cache:
+        cache["sharing"] = _load_sharing(user)
+    return cache["sharing"]
+
+
+def _load_sharing(user) -> Sharing:
+    from django.db.models import Value
+    from django.utils import timezone
+
+    from .models import Organisation, PurposeGrant, SharingRule
+    from .models.sharing import RULE_ROLES
+
+    roles = roles_of(user)
+    rule_roles = sorted(roles & set(RULE_ROLES))
+    parts = []
+    if rule_roles:
+        viewer = Q(viewer_scope=SharingRule.Viewer.ANY)
+        if user.organisation_id is not None:
+            viewer |= Q(viewer_scope=SharingRule.Viewer.ORGANISATION, viewer_organisation_id=user.organisation_id)
+            viewer |= Q(
+                viewer_scope=SharingRule.Viewer.KIND,
+                viewer_kind__in=Organisation.objects.filter(pk=user.organisation_id).values("kind"),
+            )
+        parts.append(
+            SharingRule.objects.filter(viewer, viewer_roles__overlap=rule_roles)
+            .annotate(src=Value("rule"))
+            .values_list("src", "owner_scope", "owner_organisation_id", "field_groups", "key")
+            .order_by()
+        )
+    if Role.ANALYST in roles:
+        now = timezone.now()
+        parts.append(
+            PurposeGrant.objects.filter(
+                user=user, revoked_at__isnull=True, valid_from__lte=now, valid_until__gt=now
+            )
+            .annotate(src=Value("grant"))
+            .values_list("src", "record_type", "id", "fields", "purpose")
+            .order_by()
+        )
+    if not parts:
+        return Sharing()
+    query = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
+    rule_owners: dict[str, set[int] | None] = {}
+    rule_keys: list[str] = []
+    grants: dict[str, dict[str, list[PurposeBasis]]] = {}
+    for src, scope, ref, names, text in query:
+        if src == "grant":
+            for name in names:
+                grants.setdefault(scope, {}).setdefault(name, []).append(PurposeBasis(ref, text))
+            continue
+        rule_keys.append(text)
+        if scope == "own":
+            owners = {user.organisation_id} if user.organisation_id is not None else set()
+        elif scope == "organisation":
+            owners = {ref}
+        else:
+            owners = None
+        for group in names:
+            if group in rule_owners and rule_owners[group] is None:
+                continue
+            rule_owners[group] = None if owners is None else (rule_owners.get(group) or set()) | owners
+    return Sharing(
+        rule_owners={g: None if o is None else frozenset(o) for g, o in rule_owners.items()},
+        rule_keys=tuple(sorted(rule_keys)),
+        grants={rt: {f: tuple(b) for f, b in by_field.items()} for rt, by_field in grants.items()},
+    )
+
+
+def personal_fields_for(user, record_type: str, record) -> frozenset[str]:
+    """The personal fields of `record` this user may see (asked once the record itself may
+    be seen): all of them for its author, its reviewing supervisor, admins and the DPO;
+    otherwise those the sharing rules open for its owner organisation and, for analysts,
+    those an active purpose grant names."""
     personal = PERSONAL_FIELDS.get(record_type, frozenset())
-    if not personal or may_see_personal(user, record_type, record):
+    if not personal or not _active(user):
+        return frozenset()
+    if record.author_id == user.pk or has_role(user, Role.ADMIN, Role.DPO) or can_review_record(user, record):
+        return personal
+    sharing = sharing_of(user)
+    opened = set(sharing.granted(record_type))
+    for group, owners in sharing.rule_owners.items():
+        if owners is None or record.organisation_id in owners:
+            opened |= fields_of_group(group, record_type)
+    return personal & frozenset(opened)
+
+
+def personal_fields_q(user, record_type: str) -> dict[str, Q | bool]:
+    """`personal_fields_for` as filters, one per personal field: True (open in every
+    record), False (in none) or a Q on the record table. Selectors build the redacting SQL
+    from it; tests/analysis/test_sharing.py holds both forms to the same answers."""
+    personal = PERSONAL_FIELDS.get(record_type, frozenset())
+    if not personal or not _active(user):
+        return dict.fromkeys(personal, False)
+    if has_role(user, Role.ADMIN, Role.DPO):
+        return dict.fromkeys(personal, True)
+    relational = Q(author_id=user.pk)
+    if has_role(user, Role.SUPERVISOR):
+        review_areas = area_ids_with(user, REVIEW_AREA)
+        if review_areas:
+            relational |= Q(area_id__in=sorted(review_areas))
+        supervised = supervised_user_ids(user)
+        if supervised:
+            relational |= Q(area_id__isnull=True, author_id__in=sorted(supervised))
+    sharing = sharing_of(user)
+    granted = sharing.granted(record_type)
+    answer: dict[str, Q | bool] = {}
+    for name in personal:
+        if name in granted:
+            answer[name] = True
+            continue
+        q, everywhere = relational, False
+        for group, owners in sharing.rule_owners.items():
+            if name not in fields_of_group(group, record_type):
+                continue
+            if owners is None:
+                everywhere = True
+            elif owners:
+                q |= Q(organisation_id__in=sorted(owners))
+        answer[name] = True if everywhere else q
+    return answer
+
+
+def visible_fields(user, record_type: str, record, all_fields: frozenset[str]) -> frozenset[str]:
+    """The fields of `record` this user may see: all but the personal fields that
+    `personal_fields_for` does not open (the pull, the API, exports and OGC all ask this
+    or its SQL twin `personal_fields_q`)."""
+    personal = PERSONAL_FIELDS.get(record_type, frozenset())
+    if not personal:
         return all_fields
-    return all_fields - personal
+    return all_fields - (personal - personal_fields_for(user, record_type, record))
 
 
 def may_see_personal(user, record_type: str, record) -> bool:
-    if record.author_id == user.pk or has_role(user, Role.ADMIN, Role.DPO):
-        return True
-    if can_review_record(user, record):
-        return True
-    if is_field_staff(user):
-        return record.organisation_id == user.organisation_id
-    return False
+    """Whether any personal field of `record` is open to this user."""
+    return bool(personal_fields_for(user, record_type, record))
 
 
 # --- administration and accountability ---------------------------------------------------

@@ -8,19 +8,21 @@ by the supervisors of their teams).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save
 
 from fieldsync.sync import registry
 from fieldsync.sync.fields import FieldSpec
 from fieldsync.sync.registry import RecordType, Row
 
 from . import permissions
-from .choices import ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
+from .choices import GRADED_ISSUE_TYPES, ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
 from .models import AuditItem, Observation, StreetAudit
 from .roles import Role, roles_of
 
@@ -35,9 +37,31 @@ PHOTOS = FieldSpec("photos", "photos", nullable=False, default=None, description
 FORM = FieldSpec("form_version", "integer", minimum=1, description="form version the record was made with")
 
 
+# How long a process trusts its idea of the newest form version. A version published in
+# this process is seen at once (signals below); other processes see it within this time.
+LATEST_FORM_TTL_S = 5.0
+_latest: dict[str, tuple[float, int | None]] = {}
+
+
+def _latest_version(record_type: str) -> int | None:
+    now = time.monotonic()
+    cached = _latest.get(record_type)
+    if cached is not None and now - cached[0] < LATEST_FORM_TTL_S:
+        return cached[1]
+    from .models import FormDefinition
+
+    version = (
+        FormDefinition.objects.filter(record_type=record_type)
+        .order_by("-version").values_list("version", flat=True).first()
+    )
+    _latest[record_type] = (now, version)
+    return version
+
+
 @lru_cache(maxsize=256)
 def _form(record_type: str, version: int | None) -> tuple[int, int, dict[str, Sequence[str]]] | None:
-    """(form id, version, code lists) of a form version; forms never change once published."""
+    """(form id, version, code lists) of a form version (None: the newest, as cached until
+    `forms_changed`); forms never change once published."""
     from .models import FormDefinition
 
     forms = FormDefinition.objects.filter(record_type=record_type)
@@ -60,6 +84,12 @@ def forms_changed() -> None:
     """Forget cached forms (a form version is published or the test database is reset)."""
     _form.cache_clear()
     _form_version.cache_clear()
+    _latest.clear()
+
+
+def _form_saved(sender, **kwargs) -> None:
+    # After the commit, so no request re-caches the old state in between.
+    transaction.on_commit(forms_changed)
 
 
 @lru_cache(maxsize=256)
@@ -105,9 +135,16 @@ class FieldRecordPolicy:
     # --- forms and placement ------------------------------------------------------------
 
     def form(self, version):
+        """A named version (cached for good: published forms never change), or the newest
+        one when `version` is None (re-read every few seconds, so a version published by
+        another process reaches the manifest and unversioned records soon)."""
+        if version is None:
+            version = _latest_version(self.form_type)
+            if version is None:
+                return None
         found = _form(self.form_type, version)
-        if found is None and version is not None:
-            forms_changed()  # a version published since we cached: look again once
+        if found is None:
+            _form.cache_clear()  # a version published since we cached: look again once
             found = _form(self.form_type, version)
         return found
 
@@ -177,8 +214,6 @@ class FieldRecordPolicy:
             return True
         if row["updated_at"] < window_start:
             return False
-        if row["author_id"] == user.pk:
-            return True
         if row.get("area_id") is None:
             return row["author_id"] in permissions.supervised_user_ids(user)
         return permissions.can_record_in(user, row["area_id"]) or permissions.can_review(user, row["area_id"])
@@ -260,7 +295,9 @@ class AuditItemPolicy(FieldRecordPolicy):
     review_state_column = False
 
     def validate(self, row: Row, choices: dict) -> dict[str, list]:
-        graded = choices.get("graded_issue_type", ())
+        # Forms may grade codes of their own; the national four are always graded (the
+        # table's constraint says so too).
+        graded = (*choices.get("graded_issue_type", ()), *GRADED_ISSUE_TYPES)
         if row.get("issue_type") in graded and not row.get("grade"):
             return {"grade": [{"code": "required", "message": f"{row['issue_type']} must be graded A-D"}]}
         if row.get("grade") and row.get("issue_type") not in graded:
@@ -330,7 +367,7 @@ _register(
     AuditItem,
     (
         FieldSpec("street_audit", "uuid", required=True, nullable=False, column="street_audit_id"),
-        FieldSpec("issue_type", "text", required=True, nullable=False, form_choices="issue_type"),
+        FieldSpec("issue_type", "text", required=True, nullable=False, form_choices="issue_type", max_length=40),
         FieldSpec("grade", "text", choices=Grade.values),
         FieldSpec("responsible_agency", "text", nullable=False, max_length=120, default=""),
         FieldSpec("notes", "text", nullable=False, max_length=4000, default=""),
@@ -387,3 +424,13 @@ class WardenDevicePolicy:
 
 
 registry.set_device_policy(WardenDevicePolicy())
+
+
+def _connect_form_signals() -> None:
+    from .models import FormDefinition
+
+    post_save.connect(_form_saved, sender=FormDefinition, dispatch_uid="fieldsync.forms_changed.save")
+    post_delete.connect(_form_saved, sender=FormDefinition, dispatch_uid="fieldsync.forms_changed.delete")
+
+
+_connect_form_signals()

@@ -29,3 +29,19 @@ def records_replace_soon() -> None:
             records_replace_task()
 
     transaction.on_commit(queue)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def export_build_task(export_id: str) -> None:
+    """Build an analyst's export file (services.exports.export_build)."""
+    from .services.exports import export_build
+
+    export_build(export_id=export_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def exports_expire_task() -> int:
+    """Delete export files past their retention (they hold personal data)."""
+    from .services.exports import exports_expire
+
+    return exports_expire()

@@ -11,6 +11,7 @@ packages=(
     "postgresql-client-$PG_MAJOR"        # psql, pg_isready
     chromium                             # the e2e tests drive Debian's chromium
     redis-server                         # Celery broker (brings redis-cli)
+    nginx-light                          # the proxy of tests/deploy (production shape, nginx -t)
     "$@"
 )
 # python3 -m venv needs ensurepip, which Debian ships separately.

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -142,6 +142,12 @@ def parse_time(value: Any, name: str) -> datetime:
         raise Invalid("invalid_datetime", f"{name} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         raise Invalid("missing_offset", f"{name} must carry a UTC offset")
+    try:
+        # Stored as UTC: year 1 east of Greenwich or 9999 west of it would leave the range
+        # Python can read back, and every later read of the row would fail.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise Invalid("out_of_range", f"{name} is outside the years 1 to 9999 in UTC") from None
     return parsed
 
 
@@ -197,6 +203,8 @@ def _text_list(spec: FieldSpec, value: Any, ctx: Context) -> list[str]:
     for item in value:
         if not isinstance(item, str) or (spec.max_length and len(item) > spec.max_length):
             raise Invalid("wrong_type", f"{spec.name} must hold short strings")
+        if "\x00" in item:
+            raise Invalid("invalid_character", f"{spec.name} contains a NUL character")
         if allowed is not None and item not in allowed:
             raise Invalid("not_in_choices", f"{item!r} is not an allowed {spec.name}")
     return list(value)
@@ -222,6 +230,9 @@ def _json_list(spec: FieldSpec, value: Any, ctx: Context) -> list:
                 raise Invalid("wrong_type", f"{spec.name} keys must be short strings")
             if v is not None and not isinstance(v, str | int | float | bool):
                 raise Invalid("wrong_type", f"{spec.name} values must be plain values")
+            # PostgreSQL text and jsonb cannot hold NUL.
+            if "\x00" in key or (isinstance(v, str) and "\x00" in v):
+                raise Invalid("invalid_character", f"{spec.name} contains a NUL character")
             if isinstance(v, str) and len(v) > 1000:
                 raise Invalid("too_long", f"{spec.name} values must be under 1000 characters")
             if isinstance(v, float) and not math.isfinite(v):

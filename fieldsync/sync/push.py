@@ -171,7 +171,9 @@ class Batch:
             # a create racing another user's create of the same id fails on the primary
             # key and the batch is decided again (push_apply).
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{self.user.pk}"])
-            ids = [m.mutation_id for m in valid]
+            # Every mutation with a usable id, envelope errors or not: a resent rejection
+            # is a duplicate too, never a second receipt.
+            ids = [m.mutation_id for m in self.mutations if m.mutation_id is not None]
             cursor.execute(
                 "SELECT mutation_id, payload_hash, result FROM sync_receipt "
                 "WHERE user_id = %s AND mutation_id = ANY(%s::uuid[])",
@@ -225,10 +227,10 @@ class Batch:
         stale: dict[tuple[str, uuid.UUID], int] = {}
         for m in valid:
             state = self.states.get(m.key)
-            if m.op in ("update", "delete") and state and state.row and m.base_version is not None:
-                if m.base_version < state.row["version"]:
-                    key = m.key
-                    stale[key] = min(stale.get(key, m.base_version), m.base_version)
+            if (m.op in ("update", "delete") and state and state.row and m.base_version is not None
+                    and m.base_version < state.row["version"]):
+                key = m.key
+                stale[key] = min(stale.get(key, m.base_version), m.base_version)
         if not stale:
             return
         with db.cursor() as cursor:
@@ -293,21 +295,22 @@ class Batch:
         self.receipts_new.append((m, result))
 
     def _decide_one(self, m: Mutation) -> dict:
-        if m.envelope_errors:
-            return self._reject(m, "invalid_mutation", "The mutation envelope is not valid.", m.envelope_errors)
-        if m.mutation_id in self.seen:
+        if m.mutation_id is not None and m.mutation_id in self.seen:
             digest, original = self.seen[m.mutation_id]
             if digest == m.payload_hash:
                 return {
                     "mutation_id": str(m.mutation_id),
-                    "id": str(m.record_id),
+                    "id": str(m.record_id) if m.record_id else original.get("id"),
                     "status": DUPLICATE,
                     "original": original,
                     **({"version": original["version"]} if "version" in original else {}),
                 }
             return self._reject(
-                m, "mutation_id_reused", "This mutation_id was already used for a different mutation."
+                m, "mutation_id_reused", "This mutation_id was already used for a different mutation.",
+                {"mutation_id": _err("mutation_id_reused", "already used for a different mutation")},
             )
+        if m.envelope_errors:
+            return self._reject(m, "invalid_mutation", "The mutation envelope is not valid.", m.envelope_errors)
         state = self.states[m.key]
         parent = self._parent_ref(m)
         if parent and self._parent_rejected(parent):
@@ -344,7 +347,11 @@ class Batch:
         version = data.get(rows.FORM_FIELD) if rows.FORM_FIELD in data else (row or {}).get(rows.FORM_FIELD)
         form = None
         if rows.FORM_FIELD in fields:
-            if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            if version is None and fields[rows.FORM_FIELD].required and (not partial or rows.FORM_FIELD in data):
+                # Types whose records are validated against a named form version must name it.
+                code = "null" if partial else "required"
+                errors[rows.FORM_FIELD] = _err(code, f"{rows.FORM_FIELD} is required")
+            elif version is not None and (isinstance(version, bool) or not isinstance(version, int)):
                 errors[rows.FORM_FIELD] = _err("wrong_type", "form_version must be an integer")
             else:
                 form = rtype.policy.form(version)
@@ -444,7 +451,8 @@ class Batch:
             }
             self._remember(m, {**original, "mutation_id": str(m.mutation_id)})
             return result
-        return self._reject(m, "id_exists", "A record with this id already exists.", {"id": _err("id_exists", "id already used")})
+        return self._reject(m, "id_exists", "A record with this id already exists.",
+                            {"id": _err("id_exists", "id already used")})
 
     def _original_create_result(self, m: Mutation, row: Row) -> dict:
         with db.cursor() as cursor:
@@ -498,7 +506,7 @@ class Batch:
             base = self._base_row(rtype, base_data)
             outcome = merge_patch(
                 current=row, patch=patch, server_changed=server_changed, base=base,
-                location_group=rtype.location_group, tolerance_m=self.tolerance_m,
+                location_group=rtype.location_group, tolerance_m=self.tolerance_m, sent=values,
             )
             patch, conflicts, location_conflict = outcome.apply, outcome.conflicts, outcome.location_conflict
             status = "conflict" if conflicts else "merged"
@@ -663,7 +671,7 @@ class Batch:
                 copy.write_row((
                     self.user.pk, self.device.pk, m.mutation_id, m.rtype.name if m.rtype else "",
                     m.record_id or uuid.UUID(int=0), m.op or "", m.payload_hash, result["status"],
-                    orjson.dumps(result).decode(), self.now,
+                    _jsonb(result), self.now,
                 ))
 
     def _write_conflicts(self) -> None:
@@ -677,7 +685,7 @@ class Batch:
                 [
                     (c["id"], c["record_type"], c["record_id"], self.user.pk, self.device.pk,
                      c["mutation_id"], c["reason"], c["base_version"], c["server_version"],
-                     orjson.dumps(c["fields"]).decode(), self.now)
+                     _jsonb(c["fields"]), self.now)
                     for c in self.conflicts
                 ],
             )
@@ -685,16 +693,24 @@ class Batch:
     def _write_quarantine(self) -> None:
         if not self.quarantine:
             return
+        # A rejection with a receipt is never decided twice. One without (no usable
+        # mutation_id, or a reused one) is decided again on every resend, so it is kept
+        # only if the same user has not sent the same payload with the same fault before:
+        # resending changes nothing (principle 2). The user's push lock makes this safe.
         with db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO sync_quarantinedmutation (user_id, device_id, mutation_id, record_type, "
                 "record_id, op, code, errors, payload, created_at, resolution_note) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, '')",
+                "SELECT %s, %s, %s, %s, %s, %s, %s, %s::jsonb, v.payload, %s, '' "
+                "FROM (SELECT %s::jsonb AS payload) v WHERE NOT %s OR NOT EXISTS ("
+                "SELECT 1 FROM sync_quarantinedmutation q WHERE q.user_id = %s AND q.mutation_id = %s "
+                "AND q.code = %s AND q.payload = v.payload)",
                 [
-                    (self.user.pk, self.device.pk, str(m.mutation_id or "")[:64],
-                     m.rtype.name if m.rtype else "", str(m.record_id or "")[:64], m.op, code,
-                     orjson.dumps(errors).decode(), _payload_json(m.raw), self.now)
+                    (self.user.pk, self.device.pk, mutation_id, m.rtype.name if m.rtype else "",
+                     str(m.record_id or "")[:64], m.op, code, _jsonb(errors), self.now, _jsonb(m.raw),
+                     m.mutation_id is None or code == "mutation_id_reused", self.user.pk, mutation_id, code)
                     for m, code, errors in self.quarantine
+                    for mutation_id in [str(m.mutation_id or "")[:64]]
                 ],
             )
 
@@ -704,11 +720,27 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _payload_json(raw: Any) -> str:
+def _jsonb(value: Any) -> str:
+    """JSON text for a jsonb column. jsonb cannot hold NUL (U+0000), which a rejected
+    mutation may well carry; it is kept as U+FFFD so the mutation is still kept."""
     try:
-        return orjson.dumps(raw).decode()
+        text = orjson.dumps(value)
     except TypeError:
-        return orjson.dumps(repr(raw)).decode()
+        value = repr(value)
+        text = orjson.dumps(value)
+    if b"\\u0000" in text:
+        text = orjson.dumps(_without_nul(value))
+    return text.decode()
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def wire_data(rtype: RecordType, row: Row, fields: frozenset[str] | None = None) -> dict:
@@ -774,12 +806,23 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
                     results.append(batch.results[0])
             except REFUSED as exc:
                 batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
-                result = batch._reject(m, "constraint_violation", f"The database refused this change: {exc.__class__.__name__}.")
+                refused = _refusal(exc)
+                result = batch._reject(m, "constraint_violation", f"The database refused this change: {refused}.",
+                                       {"data": _err("constraint_violation", refused)})
                 batch._write_quarantine()
                 batch._write_receipts()
                 results.append(result)
         _touch_device(device, "last_push_at", timezone.now())
     return results
+
+
+def _refusal(exc: Exception) -> str:
+    """What the database refused, for the device and the quarantine: the error class and,
+    where PostgreSQL names it, the constraint (never the statement or its values)."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+    diag = getattr(cause, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    return f"{type(cause).__name__}" + (f" ({constraint})" if constraint else "")
 
 
 def _renumbered(m: Mutation) -> Mutation:
@@ -789,4 +832,4 @@ def _renumbered(m: Mutation) -> Mutation:
 
 def _touch_device(device, column: str, at: datetime) -> None:
     with db.cursor() as cursor:
-        cursor.execute(f"UPDATE sync_device SET {column} = %s WHERE id = %s", [at, device.pk])  # noqa: S608
+        cursor.execute(f"UPDATE sync_device SET {column} = %s WHERE id = %s", [at, device.pk])

@@ -5,7 +5,6 @@ import itertools
 
 import pytest
 from django.core.cache import cache
-from django.test import override_settings
 
 from .support import (
     BOXES,
@@ -19,12 +18,6 @@ from .support import (
     jittered,
     month_moment,
 )
-
-
-@pytest.fixture(autouse=True, scope="session")
-def fast_password_hashing():
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
 
 
 @pytest.fixture

@@ -150,8 +150,8 @@ class World:
 
 @functools.cache
 def password_hash() -> str:
-    """Hashed once per test session with the real hasher: seven users per test would
-    otherwise spend seconds in PBKDF2, and servers started by tests must verify it."""
+    """Hashed once per test session with the session's preferred hasher (tests/conftest.py),
+    so logins never re-hash it and invalidate other sessions."""
     from django.contrib.auth.hashers import make_password
 
     return make_password(PASSWORD)
@@ -161,10 +161,12 @@ def build_world():
     from warden_app.models import Area, BoundarySet, FormDefinition, Organisation, User
     from warden_app.roles import Role
     from warden_app.services.roles import role_groups_ensure
+    from warden_app.services.sharing import sharing_defaults_ensure
     from warden_app.services.teams import team_add_member, team_get_or_create, team_set_areas
     from warden_app.sync_types import forms_changed
 
     groups = role_groups_ensure()
+    sharing_defaults_ensure()  # a transactional test before this one may have flushed it
     council = Organisation.objects.create(name="Test Council", slug="test-council", kind="council")
     police = Organisation.objects.create(name="Test Police", slug="test-police", kind="police")
     ops = BoundarySet.objects.create(name="Ops", slug="ops", operational=True)

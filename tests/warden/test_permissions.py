@@ -45,6 +45,9 @@ USER_QUESTIONS = {
     "can_view_aggregates": (N, N, N, Y, Y, Y, Y, N, N, N),
     "can_manage":          (N, N, N, N, N, N, Y, N, N, N),  # admin only
     "can_read_access_log": (N, N, N, N, N, N, N, Y, N, N),  # DPO only, not even admin
+    # The records API, exports and OGC: analysts, supervisors and admins; partners get
+    # aggregates only, field staff their handhelds.
+    "can_read_records":    (N, N, N, Y, Y, N, Y, N, N, N),
 }  # fmt: skip
 
 # --- questions about an area: Leigh (the Leigh team's), Wigan (foreign to it), none ---------

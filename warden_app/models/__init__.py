@@ -1,24 +1,37 @@
 """The domain's tables, one module per part of the domain."""
 from .access_log import AccessAction, AccessLogEntry
+from .api_tokens import ApiToken
 from .areas import Area, AreaGroupObjectPermission, AreaUserObjectPermission, BoundarySet
+from .escalation import Escalation, PartnerEndpoint
+from .exports import Export
 from .forms import FormDefinition
 from .organisations import Organisation, User
 from .records import AuditItem, Observation, StreetAudit
+from .retention import RetentionPeriod
 from .review import Review
+from .sharing import FieldGroup, PurposeGrant, SharingRule
 from .teams import Team, TeamGroupObjectPermission, TeamUserObjectPermission
 
 __all__ = [
     "AccessAction",
     "AccessLogEntry",
+    "ApiToken",
     "Area",
     "AreaGroupObjectPermission",
     "AreaUserObjectPermission",
     "AuditItem",
     "BoundarySet",
+    "Escalation",
+    "Export",
+    "FieldGroup",
     "FormDefinition",
     "Observation",
     "Organisation",
+    "PartnerEndpoint",
+    "PurposeGrant",
+    "RetentionPeriod",
     "Review",
+    "SharingRule",
     "StreetAudit",
     "Team",
     "TeamGroupObjectPermission",

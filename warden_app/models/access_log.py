@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import Func, Q
 
 
 class AccessAction(models.TextChoices):
@@ -14,9 +14,21 @@ class AccessAction(models.TextChoices):
     ERASURE = "erasure", "Erasure"
 
 
+class CurrentXactId(Func):
+    """The writing transaction's id (64-bit, never wraps), as the change feed stamps it."""
+
+    template = "pg_current_xact_id()::text::bigint"
+    output_field = models.BigIntegerField()
+
+
 class AccessLogEntry(models.Model):
     """One act on one or more records. Append-only: a database trigger refuses UPDATE and
-    DELETE. Erasure rows never hold the erased values."""
+    DELETE, but for the one sealing update. Erasure rows never hold the erased values.
+
+    Tamper evidence (warden_app/accountability, docs/accountability.md): a sealing step
+    puts committed rows on a hash chain in (xid, id) order, setting `seq`, `prev_hash` and
+    `hash` once; `manage.py verify_access_log` recomputes the chain.
+    """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -29,6 +41,14 @@ class AccessLogEntry(models.Model):
     recipient = models.CharField(max_length=200, blank=True)
     purpose = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Set by the database (a trigger overrides whatever an INSERT says): rows are sealed
+    # in xid order, below the oldest transaction still running, so none can appear later
+    # in front of a sealed one.
+    xid = models.BigIntegerField(db_default=CurrentXactId(), editable=False)
+    # The hash chain, NULL until sealed; the trigger lets them be set once, from NULL.
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -42,6 +62,8 @@ class AccessLogEntry(models.Model):
         ]
         indexes = [
             models.Index(fields=["actor", "at"], name="access_log_actor_at"),
+            # What the sealing step walks: unsealed rows only, in chain order.
+            models.Index(fields=["xid", "id"], condition=Q(seq__isnull=True), name="access_log_unsealed"),
         ]
 
     def __str__(self) -> str:

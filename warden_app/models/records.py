@@ -77,6 +77,10 @@ class Observation(FieldRecord, Reviewable):
     action_taken = ArrayField(models.CharField(max_length=30), default=list, blank=True)
     # Personal data: [{"description": …, "name": …, "approx_age": …}, …]
     persons_involved = models.JSONField(default=list, blank=True)
+    # Restricted processing (UK GDPR art. 18, DPA 2018 s.47): set by the DPO; the record is
+    # kept but left out of analysis, exports and escalation. A database default, since
+    # the sync engine writes rows with COPY and names only its own columns.
+    processing_restricted = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-observed_at"]

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+from django.db import connection
+from django.db.models import QuerySet
+
 from ..models import AccessLogEntry
 
 
@@ -28,3 +32,51 @@ def access_log_records(
         purpose=purpose,
         details=details or {},
     )
+
+
+def access_log_records_matching(
+    *,
+    user,
+    action: str,
+    record_type: str,
+    ids: QuerySet,
+    recipient: str = "",
+    purpose: str = "",
+    details: dict | None = None,
+) -> int | None:
+    """One row naming every id the queryset `ids` (`values_list("id", flat=True)`) returns.
+
+    PostgreSQL collects the ids itself (INSERT … SELECT array_agg), so a read of a million
+    records never holds their ids in Python. Writes nothing when `ids` returns none; returns
+    the new row's id. Runs in the caller's transaction, so it sees that transaction's
+    snapshot: the exact rows the read it records returns under the same snapshot.
+    """
+    sql, params = ids.query.sql_with_params()
+    table = AccessLogEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (at, actor_id, action, record_type, record_ids, device_id, recipient, purpose, "
+            f"details) SELECT now(), %s, %s, %s, a.ids, NULL, %s, %s, %s::jsonb "
+            f"FROM (SELECT array_agg(s.id) AS ids FROM ({sql}) s) a WHERE a.ids IS NOT NULL RETURNING id",
+            [getattr(user, "pk", None), action, record_type, recipient[:200], purpose,
+             orjson.dumps(details or {}).decode(), *params],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def access_log_repeat(
+    *, entry_id: int, user, action: str, recipient: str = "", purpose: str = "", details: dict | None = None
+) -> int:
+    """A new row naming the same records as row `entry_id` (e.g. each download of an export
+    file whose building was logged), copied by PostgreSQL."""
+    table = AccessLogEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (at, actor_id, action, record_type, record_ids, device_id, recipient, purpose, "
+            f"details) SELECT now(), %s, %s, record_type, record_ids, NULL, %s, %s, %s::jsonb "
+            f"FROM {table} WHERE id = %s RETURNING id",
+            [getattr(user, "pk", None), action, recipient[:200], purpose, orjson.dumps(details or {}).decode(),
+             entry_id],
+        )
+        return cursor.fetchone()[0]

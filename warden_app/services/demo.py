@@ -21,6 +21,7 @@ from ..permissions import forget_cached_rights
 from ..roles import Role
 from .boundaries import WGS84_SRID, area_upsert, boundary_set_get_or_create
 from .roles import role_groups_ensure
+from .sharing import sharing_defaults_ensure
 from .teams import team_add_member, team_get_or_create, team_set_areas
 
 # The documented demo password (product.md), not a secret.
@@ -54,8 +55,8 @@ class DemoUser:
     role: Role
     team: str | None = None
     supervisor: bool = False
-    # Admins use Django's admin site; nobody is a superuser, since a superuser would read
-    # the access log, which only the DPO may.
+    # Admins use Django's admin site, and the DPO its access log pages (the only ones the
+    # DPO's role opens); nobody is a superuser, since a superuser would hold every right.
     staff: bool = False
 
 
@@ -66,7 +67,7 @@ USERS = (
     DemoUser("supervisor_leigh", COUNCIL, Role.SUPERVISOR, team="Leigh", supervisor=True),
     DemoUser("analyst", COUNCIL, Role.ANALYST),
     DemoUser("partner_fire", FIRE, Role.PARTNER_VIEWER),
-    DemoUser("dpo", COUNCIL, Role.DPO),
+    DemoUser("dpo", COUNCIL, Role.DPO, staff=True),
     DemoUser("admin", COUNCIL, Role.ADMIN, staff=True),
 )
 
@@ -101,6 +102,7 @@ def demo_seed(*, password: str = DEMO_PASSWORD) -> DemoPartnership:
     if not password:
         raise ValueError("the demo users need a password")
     role_groups = role_groups_ensure()
+    sharing_defaults_ensure()
     organisations = {name: _organisation(name=name, kind=kind) for name, kind in ORGANISATIONS.items()}
 
     boundary_set, _ = boundary_set_get_or_create(name=PARTNERSHIP_SET, operational=True)

@@ -6,13 +6,16 @@ from ..roles import Role
 
 # Model-level rights per role. Object-level (area/team) rights come from team grants.
 _ADMIN_MODELS = {
-    "warden_app": ["organisation", "user", "boundaryset", "area", "team", "formdefinition"],
+    "warden_app": [
+        "organisation", "user", "boundaryset", "area", "team", "formdefinition", "partnerendpoint",
+        "retentionperiod",
+    ],
     "sync": ["device"],
     "auth": ["group"],
 }
 # View-only for the admin role: records and the engine's sync outcomes (admin pages).
 _REVIEW_VIEW_MODELS = {
-    "warden_app": ["observation", "streetaudit", "audititem", "review"],
+    "warden_app": ["observation", "streetaudit", "audititem", "review", "escalation"],
     "sync": ["receipt", "conflict", "quarantinedmutation"],
 }
 

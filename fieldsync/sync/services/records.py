@@ -43,10 +43,17 @@ def record_server_update(
     server_columns: dict[str, Any] | None = None,
     extra_changed: tuple[str, ...] = (),
     clean: bool = True,
+    content_edit: bool = True,
 ) -> Changed:
     """Apply wire-field `changes` and `server_columns` (e.g. review state) to a record as
     a new version by `user`. Must run inside a transaction (the caller's, with its log
-    row). Raises SyncError for unknown records and invalid values."""
+    row). Raises SyncError for unknown records and invalid values.
+
+    `content_edit=False` is for changes that are not edits by the record's makers (the
+    DPO's rectification, erasure of personal fields): the policy's `after_edit` is skipped
+    (a rejected record stays rejected, out of analysis) and `updated_at`, which the sync
+    window counts from, is kept, so a year-old record erased by retention does not come
+    back into every handheld's window. Handhelds holding the record still hear of it."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record_server_update must run inside transaction.atomic()")
     rtype = _type(type_name)
@@ -82,10 +89,11 @@ def record_server_update(
     now = timezone.now()
     row.update(patch)
     row.update(server_changes)
-    if patch:
+    if patch and content_edit:
         row.update(rtype.policy.after_edit(row))
     row["version"] += 1
-    row["updated_at"] = now
+    if content_edit:
+        row["updated_at"] = now
     rows.update_rows(rtype, [row])
     changed = sorted([k for k in patch if k in fields] + list(extra_changed))
     with db.cursor() as cursor:

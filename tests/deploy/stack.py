@@ -1,0 +1,173 @@
+"""Pieces of the production shape for tests: ports, a self-signed certificate, nginx with
+deploy/nginx/fieldsync.conf as written (only addresses and paths swapped), and processes
+that are always stopped by the test that started them."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+DEPLOY = BASE_DIR / "deploy"
+NGINX_CONF = DEPLOY / "nginx" / "fieldsync.conf"
+
+
+def child_database_url(application_name: str) -> str:
+    """DATABASE_URL of the test database this test runs on, for child processes (the data must
+    be committed: transactional_db). application_name tells their sessions apart."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    credentials = quote(s["USER"]) + (f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else "")
+    host = f"{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}"
+    return f"postgres://{credentials}@{host}/{quote(s['NAME'])}?application_name={application_name}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    assert found, "nginx is not installed: deploy/local/ensure-system.sh installs nginx-light (make test runs it)"
+    return found
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, made by openssl, valid for a day."""
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+def render_site_conf(*, upstreams: list[str], http_port: int, https_port: int, cert: Path, key: Path,
+                     static_root: Path, log_dir: Path) -> str:
+    """deploy/nginx/fieldsync.conf with test addresses and paths. Each swapped piece must be
+    found exactly once, so the test never silently checks a different configuration."""
+    text = NGINX_CONF.read_text()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    upstream = re.compile(r"^(\s*)server app:8000 (max_fails=\d+ fail_timeout=\w+);$", re.MULTILINE)
+    assert len(upstream.findall(text)) == 1, "the upstream line changed; update tests/deploy/stack.py"
+    text = upstream.sub(
+        lambda m: "\n".join(f"{m.group(1)}server {address} {m.group(2)};" for address in upstreams), text
+    )
+    swaps = {
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "/etc/ssl/fieldsync/fullchain.pem": str(cert),
+        "/etc/ssl/fieldsync/privkey.pem": str(key),
+        "alias /srv/fieldsync/static/;": f"alias {static_root}/;",
+        "/var/log/nginx/access.log": str(log_dir / "access.log"),
+    }
+    for old, new in swaps.items():
+        assert text.count(old) == 1, f"{old!r} is not in {NGINX_CONF} exactly once"
+        text = text.replace(old, new)
+    return text
+
+
+def write_nginx_conf(prefix: Path, site_conf: str) -> Path:
+    """A main nginx.conf of our own (pid, logs and temp files under `prefix`) that includes
+    the site configuration the way Debian's and the official image's do: inside http {}."""
+    for sub in ("logs", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    (prefix / "fieldsync.conf").write_text(site_conf)
+    # As root, workers would drop to "nobody", who cannot enter pytest's private tmp dirs.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""{user}worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    access_log {prefix}/logs/main-access.log;
+    include {prefix}/fieldsync.conf;
+}}
+"""
+    )
+    return conf
+
+
+def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([nginx_binary(), "-t", "-p", str(prefix), "-c", str(conf)],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+class Processes:
+    """Processes a test started, each in its own session (process group), so a group can be
+    killed as one: a gunicorn master together with its workers."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        log.close()  # the child holds its own descriptor
+        self.started[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill_group(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.started[name].pid, sig)
+
+    def group_alive(self, name: str) -> bool:
+        """Some member of the group still runs (zombies waiting to be reaped do not count)."""
+        return bool(group_members(self.started[name].pid))
+
+    def stop_all(self) -> None:
+        """TERM every group (graceful), then KILL each group that is not gone within seconds,
+        orphaned members (workers whose master died first) included."""
+        for name in self.started:
+            self.kill_group(name, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(self.group_alive(name) for name in self.started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for name, process in self.started.items():
+            if self.group_alive(name):
+                self.kill_group(name, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)

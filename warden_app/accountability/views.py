@@ -1,0 +1,304 @@
+"""The DPO's API (access log, subject access, rectify/restrict/erase) and escalations:
+thin views that parse, call a selector or service, and answer in JSON."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fieldsync.sync.errors import SyncError
+from fieldsync.sync.views import ERROR
+
+from .. import permissions
+from ..models import AccessAction, Escalation, PartnerEndpoint, User
+from .permissions import can_answer_subject_requests, can_view_escalation
+from .selectors import LogFilter, SubjectCriteria, access_log_page, escalation_record
+from .services.access_log import access_log_consulted
+from .services.escalation import record_escalate
+from .services.subjects import record_erase, record_rectify, record_restrict, subject_access_search
+
+
+def _param(name: str, kind=str, description: str = "") -> OpenApiParameter:
+    return OpenApiParameter(name, kind, required=False, description=description)
+
+
+PAGE = {200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR}
+ANSWER = {200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR}
+JUSTIFIED = {"justification": serializers.CharField(help_text="the request's reference or ground")}
+
+
+class CanReadAccessLog(BasePermission):
+    message = "Only the data protection officer reads the access log."
+
+    def has_permission(self, request, view) -> bool:
+        return permissions.can_read_access_log(request.user)
+
+
+class AnswersSubjectRequests(BasePermission):
+    message = "Only the data protection officer answers subject requests."
+
+    def has_permission(self, request, view) -> bool:
+        return can_answer_subject_requests(request.user)
+
+
+def _limit(raw: Any, default: int, maximum: int) -> int:
+    if raw in (None, ""):
+        return default
+    if not str(raw).isdigit() or not 1 <= int(raw) <= maximum:
+        raise SyncError("invalid", f"limit: 1 to {maximum}", fields={"limit": [f"1 to {maximum}"]})
+    return int(raw)
+
+
+def _uuid(name: str, raw: Any) -> uuid.UUID | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise SyncError("invalid", f"{name} is not a UUID", fields={name: ["not a UUID"]}) from None
+
+
+def _int(name: str, raw: Any) -> int | None:
+    if raw in (None, ""):
+        return None
+    text = str(raw).strip()
+    if not text.isdigit():
+        raise SyncError("invalid", f"{name} must be a whole number", fields={name: ["a whole number"]})
+    return int(text)
+
+
+def _when(name: str, raw: Any, *, end: bool = False) -> datetime | None:
+    """An ISO date-time, or a date (its start; with `end`, the next day's start)."""
+    if raw in (None, ""):
+        return None
+    text = str(raw).strip()
+    try:
+        day = parse_date(text)  # a plain date first: parse_datetime would take it as midnight
+        value = None if day else parse_datetime(text)
+    except ValueError:
+        day = value = None
+    if day is not None:
+        value = datetime.combine(day, time.min) + (timedelta(days=1) if end else timedelta(0))
+    if value is None:
+        raise SyncError("invalid", f"{name}: an ISO 8601 date or date-time", fields={name: ["ISO 8601"]})
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return value
+
+
+def _body(request) -> dict[str, Any]:
+    if not hasattr(request.data, "get"):
+        raise SyncError("invalid", "Send a JSON object.")
+    return request.data
+
+
+# --- the access log ------------------------------------------------------------------------
+
+
+class AccessLogView(APIView):
+    """GET /api/v1/dpo/access-log?actor=&record=&action=&record_type=&from=&to=&limit=&before=&purpose=
+
+    Newest first; `next` follows on. The read is itself logged (record_type access_log)."""
+
+    permission_classes = [CanReadAccessLog]
+
+    @extend_schema(summary="The s.62 access log (DPO only)", responses=PAGE, parameters=[
+        _param("actor", description="username or user id"), _param("record", OpenApiTypes.UUID),
+        _param("action", description="collection, alteration, consultation, disclosure, combination, erasure"),
+        _param("record_type"), _param("from", OpenApiTypes.DATETIME, "on or after (a date: its start)"),
+        _param("to", OpenApiTypes.DATETIME, "before (a date: its end)"), _param("limit", int),
+        _param("before", int, "the next page: rows with smaller ids"), _param("purpose", description="why you look"),
+    ])
+    def get(self, request):
+        q = request.query_params
+        actor = None
+        if q.get("actor"):
+            lookup = {"pk": int(q["actor"])} if q["actor"].isdigit() else {"username": q["actor"]}
+            actor = User.objects.filter(**lookup).first()
+            if actor is None:
+                raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        action = q.get("action") or None
+        if action and action not in AccessAction.values:
+            raise SyncError("invalid", f"action: one of {', '.join(AccessAction.values)}",
+                            fields={"action": ["not_in_choices"]})
+        flt = LogFilter(actor=actor, record_id=_uuid("record", q.get("record")), action=action,
+                        record_type=q.get("record_type") or None, since=_when("from", q.get("from")),
+                        until=_when("to", q.get("to"), end=True))
+        limit = _limit(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        with transaction.atomic():
+            rows, more = access_log_page(flt, limit=limit, before=_int("before", q.get("before")))
+            access_log_consulted(user=request.user, entry_ids=[r["id"] for r in rows], query=flt.describe(),
+                                 via="api.dpo.access_log", purpose=q.get("purpose", ""))
+        next_url = None
+        if more and rows:
+            params = q.copy()
+            params["before"] = str(rows[-1]["id"])
+            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
+        return Response({"results": [_entry(r) for r in rows], "next": next_url})
+
+
+def _entry(row: dict) -> dict:
+    return {
+        "id": row["id"], "at": row["at"].isoformat(),
+        "actor": {"id": row["actor_id"], "username": row["actor__username"]} if row["actor_id"] else None,
+        "action": row["action"], "record_type": row["record_type"],
+        "record_ids": [str(i) for i in row["record_ids"]],
+        "device_id": str(row["device_id"]) if row["device_id"] else None,
+        "recipient": row["recipient"], "purpose": row["purpose"], "details": row["details"],
+        "sealed": {"seq": row["seq"], "hash": row["hash"]} if row["seq"] is not None else None,
+    }
+
+
+# --- data subjects' rights ----------------------------------------------------------------
+
+
+class SubjectsView(APIView):
+    """GET /api/v1/dpo/subjects?name=&description=&age=&age_min=&age_max=&purpose=&limit=&after="""
+
+    permission_classes = [AnswersSubjectRequests]
+
+    @extend_schema(summary="Subject access: every record naming a person (DPO only)", responses=PAGE, parameters=[
+        _param("name"), _param("description"), _param("age", int), _param("age_min", int), _param("age_max", int),
+        _param("purpose", description="the request's reference (required by default)"), _param("limit", int),
+        _param("after", OpenApiTypes.UUID, "the next page"),
+    ])
+    def get(self, request):
+        q = request.query_params
+        age = _int("age", q.get("age"))
+        criteria = SubjectCriteria(
+            name=(q.get("name") or "").strip(), description=(q.get("description") or "").strip(),
+            age_min=age if age is not None else _int("age_min", q.get("age_min")),
+            age_max=age if age is not None else _int("age_max", q.get("age_max")),
+        )
+        for name in ("name", "description"):
+            if 0 < len(getattr(criteria, name)) < 2:
+                raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
+        limit = _limit(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        records, more = subject_access_search(user=request.user, criteria=criteria, purpose=q.get("purpose", ""),
+                                              limit=limit, after=_uuid("after", q.get("after")))
+        next_url = None
+        if more and records:
+            params = q.copy()
+            params["after"] = records[-1]["id"]
+            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
+        return Response({"results": records, "next": next_url})
+
+
+class SubjectRecordView(APIView):
+    """PATCH /api/v1/dpo/records/<type>/<id>: rectify {persons_involved?, description?, justification}."""
+
+    permission_classes = [AnswersSubjectRequests]
+
+    @extend_schema(summary="Rectify personal fields (DPO only)", responses=ANSWER, request=inline_serializer(
+        "Rectification", {"persons_involved": serializers.ListField(child=serializers.DictField(), required=False),
+                          "description": serializers.CharField(required=False), **JUSTIFIED}))
+    def patch(self, request, record_type: str, record_id: uuid.UUID):
+        body = dict(_body(request))
+        justification = str(body.pop("justification", "") or "")
+        version = record_rectify(user=request.user, record_type=record_type, record_id=record_id, changes=body,
+                                 justification=justification)
+        return Response({"id": str(record_id), "version": version})
+
+
+class SubjectRestrictView(APIView):
+    """POST /api/v1/dpo/records/<type>/<id>/restriction {restricted: bool, justification}."""
+
+    permission_classes = [AnswersSubjectRequests]
+
+    @extend_schema(summary="Restrict processing, or lift it (DPO only)", responses=ANSWER, request=inline_serializer(
+        "Restriction", {"restricted": serializers.BooleanField(default=True), **JUSTIFIED}))
+    def post(self, request, record_type: str, record_id: uuid.UUID):
+        body = _body(request)
+        restricted = body.get("restricted", True)
+        if not isinstance(restricted, bool):
+            raise SyncError("invalid", "restricted: true or false", fields={"restricted": ["a boolean"]})
+        changed = record_restrict(user=request.user, record_type=record_type, record_id=record_id,
+                                  restricted=restricted, justification=str(body.get("justification") or ""))
+        return Response({"id": str(record_id), "processing_restricted": restricted, "changed": changed})
+
+
+class SubjectEraseView(APIView):
+    """POST /api/v1/dpo/records/<type>/<id>/erasure {justification, fields?}."""
+
+    permission_classes = [AnswersSubjectRequests]
+
+    @extend_schema(summary="Erase personal fields everywhere (DPO only)", responses=ANSWER, request=inline_serializer(
+        "Erasure", {"fields": serializers.ListField(child=serializers.CharField(), required=False), **JUSTIFIED}))
+    def post(self, request, record_type: str, record_id: uuid.UUID):
+        body = _body(request)
+        fields = body.get("fields")
+        if fields is not None and not (isinstance(fields, list) and all(isinstance(f, str) for f in fields)):
+            raise SyncError("invalid", "fields: a list of field names", fields={"fields": ["a list"]})
+        erased, entry = record_erase(user=request.user, record_type=record_type, record_id=record_id,
+                                     justification=str(body.get("justification") or ""), fields=fields)
+        return Response({"id": str(record_id), "erased": erased.details(), "access_log_entry": entry.pk})
+
+
+# --- escalations --------------------------------------------------------------------------
+
+
+class EscalationsView(APIView):
+    """POST /api/v1/escalations {record_type, record_id, endpoint, purpose} → 202."""
+
+    @extend_schema(summary="Escalate a record to a partner system", request=inline_serializer("EscalationRequest", {
+        "record_type": serializers.ChoiceField(["observation", "audit_item"]), "record_id": serializers.UUIDField(),
+        "endpoint": serializers.IntegerField(), "purpose": serializers.CharField(),
+    }), responses={202: OpenApiTypes.OBJECT, 400: ERROR, 404: ERROR, 409: ERROR})
+    def post(self, request):
+        body = _body(request)
+        endpoint = _int("endpoint", body.get("endpoint"))
+        if endpoint is None:
+            raise SyncError("invalid", "endpoint: the id of a partner endpoint", fields={"endpoint": ["required"]})
+        record_id = _uuid("record_id", body.get("record_id"))
+        if record_id is None:
+            raise SyncError("invalid", "record_id is required", fields={"record_id": ["required"]})
+        escalation = record_escalate(user=request.user, record_type=str(body.get("record_type") or ""),
+                                     record_id=record_id, endpoint=endpoint, purpose=str(body.get("purpose") or ""))
+        return Response(escalation_view(escalation), status=202)
+
+
+class EscalationDetailView(APIView):
+    """GET /api/v1/escalations/<id>: its delivery state."""
+
+    @extend_schema(summary="An escalation's delivery state", responses={200: OpenApiTypes.OBJECT, 404: ERROR})
+    def get(self, request, escalation_id: uuid.UUID):
+        escalation = Escalation.objects.select_related("endpoint__organisation").filter(pk=escalation_id).first()
+        record = escalation_record(escalation.record_type, escalation.record_id) if escalation else None
+        if escalation is None or not can_view_escalation(request.user, escalation, record):
+            raise SyncError("not_found", "No such escalation.", status_code=404)
+        return Response(escalation_view(escalation))
+
+
+class PartnerEndpointsView(APIView):
+    """GET /api/v1/escalations/endpoints: where records may be escalated (no secrets)."""
+
+    @extend_schema(summary="Partner endpoints records may be escalated to", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        endpoints = PartnerEndpoint.objects.filter(active=True).select_related("organisation")
+        return Response({"results": [
+            {"id": e.pk, "name": e.name, "kind": e.kind, "organisation": e.organisation.name} for e in endpoints
+        ]})
+
+
+def escalation_view(e: Escalation) -> dict:
+    return {
+        "id": str(e.pk), "record_type": e.record_type, "record_id": str(e.record_id),
+        "endpoint": {"id": e.endpoint_id, "name": e.endpoint.name, "organisation": e.endpoint.organisation.name},
+        "state": e.state, "attempts": e.attempts, "last_status": e.last_status, "last_error": e.last_error,
+        "created_at": e.created_at.isoformat(),
+        "last_attempt_at": e.last_attempt_at.isoformat() if e.last_attempt_at else None,
+        "next_attempt_at": e.next_attempt_at.isoformat() if e.next_attempt_at else None,
+        "delivered_at": e.delivered_at.isoformat() if e.delivered_at else None,
+        "partner_reference": e.partner_reference, "personal_fields": e.personal_fields,
+    }
