@@ -107,6 +107,8 @@ def _records_sql(records: RecordFilter) -> tuple[str, dict]:
             f"SELECT r.id, r.location, {time} AS t FROM {model._meta.db_table} r "
             "WHERE r.deleted_at IS NULL AND r.review_state <> %(r_rejected)s"
         )
+        if model is Observation:  # restricted by the DPO: kept, but not used for analysis
+            sql += " AND NOT r.processing_restricted"
     if records.start is not None:
         sql += f" AND {time} >= %(r_start)s"
         params["r_start"] = records.start

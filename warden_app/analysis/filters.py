@@ -72,6 +72,9 @@ class RecordFilter:
     def q(self) -> Q:
         """The filter as a Q on the record table (scope and redaction are the selector's)."""
         q = Q(deleted_at__isnull=True)
+        if self.record_type == "observation":
+            # Restricted by the DPO (UK GDPR Art. 18): kept, but no longer used for analysis.
+            q &= Q(processing_restricted=False)
         column = TIME_COLUMN[self.record_type]
         if self.time_from is not None:
             q &= Q(**{f"{column}__gte": self.time_from})
