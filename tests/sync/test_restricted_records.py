@@ -16,7 +16,8 @@ def test_restricted_observations_leave_analysis_exports_and_aggregates(tworld, c
     handheld = world.enrol("warden")
     kept, restricted = uuid.uuid4(), uuid.uuid4()
     for record_id in (kept, restricted):
-        assert handheld.push_one(mutation("observation", "create", record_id, observation_data()))["status"] == "applied"
+        result = handheld.push_one(mutation("observation", "create", record_id, observation_data()))
+        assert result["status"] == "applied"
     Observation.objects.filter(pk=restricted).update(processing_restricted=True)
 
     selected = Observation.objects.filter(RecordFilter(record_type="observation").q()).values_list("id", flat=True)
