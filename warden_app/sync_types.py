@@ -236,6 +236,13 @@ class FieldRecordPolicy:
             }
         return view
 
+    def record_consulted(self, *, user, device, record_ids: list) -> None:
+        """A pull handed these records over with personal fields in them (s.62 consultation)."""
+        from .services.access_log import access_log_records
+
+        access_log_records(user=user, action="consultation", record_type=self.record_type, record_ids=record_ids,
+                           device_id=device.pk if device else None, purpose="field sync to the user's handheld")
+
     def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
         from .services.access_log import access_log_records
 

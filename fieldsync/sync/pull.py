@@ -202,7 +202,8 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
     with transaction.atomic():
         with db.cursor() as c:
             if outermost:
-                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                # Not READ ONLY: the page's consultation log row is written in it.
+                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             horizon, own_xid = _horizon(c)
         # A pull inside a writing transaction must not pass that transaction's rows: it
         # may write more after this page (with the same xid and later sequence numbers).
@@ -280,6 +281,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
                     cursor.keys[key][:2] = [passed, MAX_SEQ]
             cursor.initial = 0
         changes = _build_changes(user, page.picked, window_start, first_horizon)
+        _log_consultation(user, device, changes)
 
     _touch(device, now)
     return {
@@ -378,6 +380,23 @@ def _build_changes(user, picked: dict[tuple[str, object], int], window_start, fi
         elif not unseen:
             changes.append({"type": type_name, "id": str(record_id), "op": "evict", "version": row["version"]})
     return changes
+
+
+def _log_consultation(user, device, changes: list[dict]) -> None:
+    """Tell the domain which records this page hands over with personal fields in them,
+    inside the pull's transaction, so the log row commits before the data leaves."""
+    shown: dict[str, list] = defaultdict(list)
+    for change in changes:
+        if change["op"] != "upsert":
+            continue
+        rtype = registry.get(change["type"])
+        personal = getattr(rtype.policy, "personal_fields", frozenset())
+        if any(change["data"].get(name) for name in personal):
+            shown[change["type"]].append(change["id"])
+    for type_name, ids in shown.items():
+        consulted = getattr(registry.get(type_name).policy, "record_consulted", None)
+        if consulted:
+            consulted(user=user, device=device, record_ids=ids)
 
 
 def _touch(device, at) -> None:

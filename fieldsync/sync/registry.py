@@ -61,6 +61,10 @@ class RecordPolicy(Protocol):
     def server_view(self, row: Row) -> dict[str, Any]:
         """Server-owned fields sent with an upsert (area, author, review…)."""
 
+    def record_consulted(self, *, user, device, record_ids: list) -> None:
+        """Called inside a pull's transaction with the records it hands over carrying
+        personal fields (s.62 consultation)."""
+
     def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
         """Called inside the push transaction for the access log (s.62 collection and
         alteration)."""

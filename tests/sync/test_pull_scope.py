@@ -466,3 +466,28 @@ def test_pull_sends_own_writes_with_server_time(world):
     page = handheld.pull()
     assert "server_time" in page
     assert [c["id"] for c in page["changes"]] == [rid]
+
+
+def test_a_pull_that_hands_over_personal_fields_logs_a_consultation_and_one_without_logs_none(world):
+    import uuid as _uuid
+
+    from warden_app.models import AccessLogEntry
+
+    from .conftest import mutation as _mutation
+    from .conftest import observation_data as _observation_data
+
+    author = world.enrol("warden")
+    record_id = _uuid.uuid4()
+    author.push_one(_mutation("observation", "create", record_id, _observation_data()))
+    before = AccessLogEntry.objects.filter(action="consultation").count()
+
+    colleague = world.enrol("warden2")  # same organisation: sees the persons involved
+    colleague.pull_all()
+    rows = AccessLogEntry.objects.filter(action="consultation", record_ids__contains=[record_id])
+    assert rows.count() == 1
+    assert rows.get().actor == world.users["warden2"]
+
+    police = world.enrol("pcso")  # another organisation: personal fields withheld
+    police.pull_all()
+    assert police.store[("observation", str(record_id))]["data"].get("persons_involved") is None
+    assert AccessLogEntry.objects.filter(action="consultation").count() == before + 1
