@@ -181,18 +181,15 @@ def bench_push(port: int, token: str, batch: int, total: int) -> float:
     return batch * (len(bodies) - 1) / elapsed
 
 
-def bench_drf_baseline(port: int, batch: int, total: int) -> float:
-    import base64
-
-    client = Http(port)
-    auth = base64.b64encode(f"busy:{PASSWORD}".encode()).decode()
+def bench_drf_baseline(port: int, token: str, batch: int, total: int) -> float:
+    client = Http(port, token)
     rows = []
     for _ in range(total // batch):
         rows.append(json.dumps([observation()["data"] | {"id": str(uuid.uuid4())} for _ in range(batch)]).encode())
 
     def post(body):
         client.conn.request("POST", "/bench/drf-bulk", body=body,
-                            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+                            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
         response = client.conn.getresponse()
         data = response.read()
         assert response.status == 201, data[:300]
@@ -213,6 +210,7 @@ def bench_copy_baseline(url: str, n: int, ids: dict) -> tuple[float, float]:
     now = datetime.now(UTC)
     with psycopg.connect(url) as conn:
         form_id = conn.execute("SELECT min(id) FROM warden_app_formdefinition").fetchone()[0]
+        device = conn.execute("SELECT id FROM sync_device WHERE user_id = %s LIMIT 1", [user]).fetchone()[0]
         for table in ("warden_app_observation", "sync_recordversion", "sync_change", "sync_receipt",
                       "warden_app_accesslogentry"):
             conn.execute(f"CREATE TEMP TABLE copy_{table} (LIKE {table} INCLUDING ALL)")
@@ -221,13 +219,13 @@ def bench_copy_baseline(url: str, n: int, ids: dict) -> tuple[float, float]:
             m = observation()
             rid, mid = m["id"], m["mutation_id"]
             d = m["data"]
-            records.append((rid, 1, now, now, now, None, form_id, user, org, None, ids["leigh"], "submitted",
+            records.append((rid, 1, now, now, now, None, form_id, user, org, device, ids["leigh"], "submitted",
                             d["qualifier"], d["incident_type"], now, d["description"], d["action_taken"],
                             json.dumps(d["persons_involved"]), "SRID=4326;POINT(-2.516 53.4965)", 6.5, "gps", []))
-            versions.append((i + 1, "observation", rid, 1, ["qualifier"], json.dumps(d), user, None, mid, now))
+            versions.append((i + 1, "observation", rid, 1, ["qualifier"], json.dumps(d), user, device, mid, now))
             feed.append((2 * i + 1, "observation", rid, f"a:{ids['leigh']}", 1, 2 * i, now))
             feed.append((2 * i + 2, "observation", rid, f"u:{user}", 1, 2 * i + 1, now))
-            receipts.append((i + 1, user, None, mid, "observation", rid, "create", "0" * 64, "applied",
+            receipts.append((i + 1, user, device, mid, "observation", rid, "create", "0" * 64, "applied",
                              json.dumps({"status": "applied"}), now))
         started = time.perf_counter()
         with conn.cursor() as cur:
@@ -247,8 +245,9 @@ def bench_copy_baseline(url: str, n: int, ids: dict) -> tuple[float, float]:
                 with cur.copy(f"COPY copy_{table} ({cols}) FROM STDIN") as copy:
                     for row in rows_:
                         copy.write_row(row)
-            cur.execute("INSERT INTO copy_warden_app_accesslogentry (at, action, record_type, record_ids, details) "
-                        "VALUES (now(), 'collection', 'observation', %s::uuid[], '{}')", [[r[0] for r in records]])
+            cur.execute("INSERT INTO copy_warden_app_accesslogentry (at, action, record_type, record_ids, details, "
+                        "recipient, purpose) VALUES (now(), 'collection', 'observation', %s::uuid[], '{}', '', '')",
+                        [[r[0] for r in records]])
         conn.commit()
         elapsed = time.perf_counter() - started
     total_rows = len(records) + len(versions) + len(feed) + len(receipts) + 1
@@ -381,7 +380,7 @@ def main() -> None:
         print("\npush (one client, creates, through gunicorn)")
         for batch in (100, 500):
             rate = bench_push(port, token, batch, args.mutations)
-            drf = bench_drf_baseline(port, batch, min(args.mutations, 10000))
+            drf = bench_drf_baseline(port, token, batch, min(args.mutations, 10000))
             print(f"  batch {batch:>3}: fieldsync {rate:8.0f} mutations/s | plain DRF bulk_create {drf:7.0f} rows/s "
                   f"| ratio {rate / drf:4.2f}x")
         copy_rows, copy_mutations = bench_copy_baseline(url, args.mutations, ids)

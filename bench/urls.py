@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fieldsync.sync.auth import DeviceTokenAuthentication
 from warden_app.models import FormDefinition, Observation
 
 
@@ -21,6 +22,8 @@ class ObservationIn(serializers.ModelSerializer):
 
 
 class DrfBulkCreate(APIView):
+    # The same cheap bearer-token check as the sync endpoints, so only the write path differs.
+    authentication_classes = [DeviceTokenAuthentication]
     def post(self, request):
         serializer = ObservationIn(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
