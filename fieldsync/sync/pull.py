@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from . import db, registry, rows
 from .errors import SyncError
-from .push import record_view
+from .push import device_touch, record_view
 
 # 2: positions carry the key's window flag; keys left are replayed by time, not position.
 CURSOR_VERSION = 2
@@ -283,7 +283,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
         changes = _build_changes(user, page.picked, window_start, first_horizon)
         _log_consultation(user, device, changes)
 
-    _touch(device, now)
+    device_touch(device, "last_pull_at", now)
     return {
         "changes": changes,
         "cursor": cursor.encode(device.pk),
@@ -399,6 +399,3 @@ def _log_consultation(user, device, changes: list[dict]) -> None:
             consulted(user=user, device=device, record_ids=ids)
 
 
-def _touch(device, at) -> None:
-    with db.cursor() as c:
-        c.execute("UPDATE sync_device SET last_pull_at = %s WHERE id = %s", [at, device.pk])

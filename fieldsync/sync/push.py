@@ -788,7 +788,7 @@ def _push_batch(user, device, parsed: list[Mutation]) -> list[dict]:
         batch.lock_and_load()
         batch.decide()
         batch.write()
-        _touch_device(device, "last_push_at", batch.now)
+        device_touch(device, "last_push_at", batch.now)
     return batch.results
 
 
@@ -812,7 +812,7 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
                 batch._write_quarantine()
                 batch._write_receipts()
                 results.append(result)
-        _touch_device(device, "last_push_at", timezone.now())
+        device_touch(device, "last_push_at", timezone.now())
     return results
 
 
@@ -830,6 +830,7 @@ def _renumbered(m: Mutation) -> Mutation:
     return m
 
 
-def _touch_device(device, column: str, at: datetime) -> None:
+def device_touch(device, column: str, at: datetime) -> None:
+    """Record a device's last push or pull time."""
     with db.cursor() as cursor:
         cursor.execute(f"UPDATE sync_device SET {column} = %s WHERE id = %s", [at, device.pk])

@@ -7,14 +7,13 @@ evict and those following the new one receive it.
 """
 from __future__ import annotations
 
-import orjson
 from django.db import transaction
 from django.utils import timezone
 
 from fieldsync.sync import db, registry
 from fieldsync.sync.feed import feed_touch
-from fieldsync.sync.push import wire_data
 from fieldsync.sync.rows import load_rows
+from fieldsync.sync.services.records import versions_record
 
 from .access_log import access_log_records
 
@@ -63,12 +62,9 @@ def _bump(rtype, rows: list[dict], *, by, at) -> None:
             f"UPDATE {rtype.table} SET version = version + 1, updated_at = %s WHERE id = ANY(%s::uuid[])",
             [at, [row["id"] for row in rows]],
         )
-        cursor.executemany(
-            "INSERT INTO sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
-            "created_at) VALUES (%s, %s, %s, ARRAY['area'], %s::jsonb, %s, %s)",
-            [(rtype.name, row["id"], row["version"] + 1, orjson.dumps(wire_data(rtype, row)).decode(),
-              getattr(by, "pk", None), at) for row in rows],
-        )
+    for row in rows:
+        row["version"] += 1
+    versions_record(rtype=rtype, rows=rows, changed=["area"], user=by, at=at)
 
 
 def records_replace(*, by=None, batch: int = 2000) -> int:
@@ -95,7 +91,7 @@ def _replace_batch(*, by, batch: int) -> int:
             continue
         ids = [record_id for record_id, _, _ in found]
         rows = load_rows(rtype, ids)
-        feed, versions = [], []
+        feed = []
         for record_id, _old_area, new_area in found:
             row = rows[record_id]
             old_keys = set(rtype.policy.scope_keys(row))
@@ -104,18 +100,13 @@ def _replace_batch(*, by, batch: int) -> int:
             row["updated_at"] = now
             keys = old_keys | set(rtype.policy.scope_keys(row))
             feed += [(type_name, record_id, key) for key in keys]
-            versions.append((record_id, row["version"], orjson.dumps(wire_data(rtype, row)).decode()))
         with db.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {rtype.table} AS t SET area_id = v.area, version = t.version + 1, updated_at = %s "
                 "FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, area) WHERE t.id = v.id",
                 [now, ids, [new_area for _, _, new_area in found]],
             )
-            cursor.executemany(
-                "INSERT INTO sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
-                "created_at) VALUES (%s, %s, %s, ARRAY['area'], %s::jsonb, %s, %s)",
-                [(type_name, rid, version, data, getattr(by, "pk", None), now) for rid, version, data in versions],
-            )
+        versions_record(rtype=rtype, rows=list(rows.values()), changed=["area"], user=by, at=now)
         feed_touch(feed, at=now)
         access_log_records(user=by, action="alteration", record_type=type_name, record_ids=ids,
                            details={"reason": "area boundaries changed"})

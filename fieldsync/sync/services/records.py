@@ -96,16 +96,24 @@ def record_server_update(
         row["updated_at"] = now
     rows.update_rows(rtype, [row])
     changed = sorted([k for k in patch if k in fields] + list(extra_changed))
-    with db.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
-            "device_id, mutation_id, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, NULL, NULL, %s)",
-            [type_name, record_id, row["version"], changed, orjson.dumps(wire_data(rtype, row)).decode(),
-             user.pk if user else None, now],
-        )
+    versions_record(rtype=rtype, rows=[row], changed=changed, user=user, at=now)
     keys = old_keys | frozenset(rtype.policy.scope_keys(row))
     feed_touch([(type_name, record_id, key) for key in keys], at=now)
     return Changed(row=row, version=row["version"], changed_fields=changed)
+
+
+def versions_record(*, rtype, rows: list[Row], changed: list[str], user, at) -> None:
+    """Version rows for server-side changes (no device, no mutation), each row at the
+    version it now has, with its snapshot."""
+    if not rows:
+        return
+    with db.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
+            "device_id, mutation_id, created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, NULL, NULL, %s)",
+            [(rtype.name, row["id"], row["version"], changed, orjson.dumps(wire_data(rtype, row)).decode(),
+              getattr(user, "pk", None), at) for row in rows],
+        )
 
 
 def _type(type_name: str):
