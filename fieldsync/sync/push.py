@@ -634,9 +634,12 @@ class Batch:
             action = "alteration" if state.in_db else "collection"
             collected[(type_name, action)].append(record_id)
         # Parents before children: an audit must exist before its items point at it.
-        for rtype in registry.all_types():
-            rows.insert_rows(rtype, by_type_new.get(rtype.name, []))
-            rows.update_rows(rtype, by_type_changed.get(rtype.name, []))
+        # Every row was placed by its policy's `locate` while deciding (permissions need
+        # the area), so the database need not place the same points again.
+        with rows.placed_by_engine():
+            for rtype in registry.all_types():
+                rows.insert_rows(rtype, by_type_new.get(rtype.name, []))
+                rows.update_rows(rtype, by_type_changed.get(rtype.name, []))
         self._write_versions(versions)
         from .feed import feed_touch
 

@@ -7,6 +7,8 @@ plus the engine's columns and the type's server columns.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -108,6 +110,21 @@ def _copy_value(spec: FieldSpec | None, value: Any) -> Any:
 def _copy_sql(rtype: RecordType) -> str:
     columns = ", ".join(column for _, column, _, _ in _column_plan(rtype))
     return f"COPY {rtype.table} ({columns}) FROM STDIN"
+
+
+@contextmanager
+def placed_by_engine() -> Iterator[None]:
+    """Tell row triggers that the rows written inside already carry their placement.
+
+    The setting is transaction-local, so a failure (which rolls the transaction or its
+    savepoint back) also clears it; it is switched off again straight after a success,
+    so any later write in the same transaction is placed by the database as usual.
+    """
+    with db.cursor() as cursor:
+        cursor.execute("SELECT set_config('fieldsync.engine_placed', 'on', true)")
+    yield
+    with db.cursor() as cursor:
+        cursor.execute("SELECT set_config('fieldsync.engine_placed', 'off', true)")
 
 
 def insert_rows(rtype: RecordType, rows: list[Row]) -> None:

@@ -62,3 +62,21 @@ def test_deleting_an_area_evicts_its_records_from_its_followers(world):
     author = world.enrol("warden2")
     author.pull_all()
     assert ("observation", str(record_id)) in author.store
+
+
+def test_pushed_rows_keep_the_area_the_push_placed_and_later_writes_are_placed_by_the_database(world):
+    """The push places its points itself and tells the area trigger so (one placement,
+    not two); the flag must not outlive the push's own writes in the transaction."""
+    from django.contrib.gis.geos import Point
+    from django.db import connection
+
+    from .conftest import IN_WIGAN
+
+    record_id = _record_by_warden2(world)
+    assert Observation.objects.get(pk=record_id).area_id == world.areas["leigh"].pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('fieldsync.engine_placed', true)")
+        assert cursor.fetchone()[0] in (None, "", "off")
+    # Same transaction (the test's), an ordinary write: the trigger places it again.
+    Observation.objects.filter(pk=record_id).update(location=Point(*IN_WIGAN, srid=4326))
+    assert Observation.objects.get(pk=record_id).area_id == world.areas["wigan"].pk
