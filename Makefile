@@ -21,7 +21,7 @@ LOAD_ENV    := source var/env
 RUN_ENV     := $(LOAD_ENV); export DEBUG=true FIELDSYNC_HTTPS=false
 TEST_ENV    := $(LOAD_ENV); unset DEBUG; export FIELDSYNC_HTTPS=false
 
-.PHONY: help run test lint migrate seed static bench system venv db stop-db clean
+.PHONY: help run test lint migrate seed static bench bench-peers system venv db stop-db clean
 
 help:
 	@echo "make run      install what is missing, migrate, seed demo data, serve on 127.0.0.1:$${PORT:-8000}"
@@ -78,6 +78,10 @@ static: venv db
 
 bench: venv db
 	@$(TEST_ENV); $(PY) bench/sync.py $(BENCH_ARGS)
+
+# The peer (PouchDB Server) comes from ../shared/peers; it needs node and npm on the PATH.
+bench-peers: venv db
+	@$(TEST_ENV); $(PY) bench/peers.py $(BENCH_ARGS)
 
 stop-db:
 	@deploy/local/stop-db.sh

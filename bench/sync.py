@@ -12,7 +12,7 @@ free port, and prints:
   pull     one page of 500 changes from stores of 10k and --big records, for a busy
            and a nearly empty area (ms per page, and the big/small ratio).
   first    a first sync of 20k in-scope records, paged (records/s).
-Figures, not pass/fail: see docs/performance.md for what they mean.
+Figures, not pass/fail: see docs/benchmarks.md for what they mean.
 """
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ WIGAN = (-2.6325, 53.545)
 PASSWORD = "bench-password-123"
 
 
-def bench_database_url() -> str:
+def bench_database_url(suffix: str = "_bench") -> str:
+    # The suffix lets other benchmarks (bench/peers.py) keep a database of their own.
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fieldsync")
     parts = urlsplit(base)
-    name = (parts.path.lstrip("/") or "fieldsync") + "_bench"
+    name = (parts.path.lstrip("/") or "fieldsync") + suffix
     return urlunsplit(parts._replace(path="/" + name))
 
 
@@ -96,7 +97,9 @@ class Http:
 
 
 def seed(world_size: dict) -> dict:
-    """Two areas, a warden in each, forms; returns ids the benchmark needs."""
+    """Two areas, a warden in each, forms; returns ids the benchmark needs.
+    world_size["busy_wardens"] adds that many more wardens to the busy team (busy_1, …),
+    for benchmarks that push from several handhelds at once."""
     import django
 
     django.setup()
@@ -120,10 +123,11 @@ def seed(world_size: dict) -> dict:
     FormDefinition.objects.create(record_type="street_audit", version=1, title="EVA",
                                   definition={"checklist": [{"code": "litter", "graded": True}]})
     users = {}
+    extra = tuple(f"_{i}" for i in range(1, world_size.get("busy_wardens", 0) + 1))
     for name, area in (("busy", leigh), ("quiet", wigan)):
         team = team_get_or_create(name=name)
         team_set_areas(team=team, areas=[area])
-        for suffix in ("", "_reader"):
+        for suffix in ("", "_reader") + (extra if name == "busy" else ()):
             user = User.objects.create_user(username=name + suffix, password=PASSWORD, organisation=org)
             user.groups.add(groups[Role.WARDEN])
             team_add_member(team=team, user=user)

@@ -341,6 +341,16 @@ def personal_fields_for(user, record_type: str, record) -> frozenset[str]:
     personal = PERSONAL_FIELDS.get(record_type, frozenset())
     if not personal or not _active(user):
         return frozenset()
+    # The answer depends on these three columns only; a pull page or an export asks it
+    # for thousands of records that share a handful of them.
+    key = ("personal", record_type, record.author_id, record.area_id, record.organisation_id)
+    cache = _cache(user)
+    if key not in cache:
+        cache[key] = _personal_fields_for(user, record_type, record, personal)
+    return cache[key]
+
+
+def _personal_fields_for(user, record_type: str, record, personal: frozenset[str]) -> frozenset[str]:
     if record.author_id == user.pk or has_role(user, Role.ADMIN, Role.DPO) or can_review_record(user, record):
         return personal
     sharing = sharing_of(user)

@@ -3,11 +3,25 @@
 Django's psycopg backend binds parameters client-side (it quotes every value into the
 SQL text in Python); for a push's column arrays of 500 values that quoting costs more
 than the statement. These cursors share Django's connection and transaction but let
-PostgreSQL bind the parameters.
+PostgreSQL bind the parameters, and read values with psycopg's compiled loaders.
 """
+import orjson
 import psycopg
 from django.db import connection
+from psycopg import pq
 from psycopg.types.json import JsonbLoader, JsonLoader
+
+_TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
+
+
+class _OrjsonLoader(JsonLoader):
+    def load(self, data):
+        return orjson.loads(data)
+
+
+class _OrjsonbLoader(JsonbLoader):
+    def load(self, data):
+        return orjson.loads(data)
 
 
 def cursor() -> psycopg.Cursor:
@@ -15,6 +29,10 @@ def cursor() -> psycopg.Cursor:
     cur = psycopg.Cursor(connection.connection)
     # Django makes its connection load json as text (JSONField decodes it); the engine
     # wants values, so this cursor loads them itself.
-    cur.adapters.register_loader("jsonb", JsonbLoader)
-    cur.adapters.register_loader("json", JsonLoader)
+    cur.adapters.register_loader("jsonb", _OrjsonbLoader)
+    cur.adapters.register_loader("json", _OrjsonLoader)
+    # Django swaps in a pure-Python timestamptz loader (it re-stamps the zone); a pull of
+    # 1,000 records reads 4,000 timestamps, so the engine takes psycopg's compiled one.
+    # The session's TimeZone is UTC (Django sets it), so values arrive aware, in UTC.
+    cur.adapters.register_loader("timestamptz", psycopg.adapters.get_loader(_TIMESTAMPTZ, pq.Format.TEXT))
     return cur
