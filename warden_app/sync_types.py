@@ -14,9 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from fieldsync.sync import db as sync_db
 from fieldsync.sync import registry
 from fieldsync.sync.fields import FieldSpec
 from fieldsync.sync.registry import RecordType, Row
@@ -152,7 +153,9 @@ class FieldRecordPolicy:
         return _form_version(form_id)
 
     def locate(self, points: Sequence[tuple[float, float]]) -> list[int | None]:
-        with connection.cursor() as cursor:
+        # The engine's cursor binds the two arrays server-side; Django's would quote a
+        # push's 1,000 coordinates into the SQL text in Python first.
+        with sync_db.cursor() as cursor:
             cursor.execute(
                 "SELECT warden_area_for_point(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)) "
                 "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(lon, lat, n) ORDER BY p.n",
