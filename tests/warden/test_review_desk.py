@@ -692,3 +692,24 @@ def test_device_page_query_count_does_not_grow_with_devices(world, django_assert
         response = client.get("/review/devices/")
     assert len(response.context["rows"]) == 12
     assert sum(row.missing_photos for row in response.context["rows"]) == 12
+
+
+def test_a_decision_refused_as_stale_can_be_made_again_on_the_version_now_shown(world, records):
+    """The warden's fix arrives while the supervisor reads v1: the approval is refused, the
+    page shows the new version with the note kept, and approving again then works."""
+    handheld, record_id = records["handheld"], records["leigh"]
+    handheld.pull_all()
+    assert handheld.push_one(mutation("observation", "update", record_id, {"description": "Group of six"},
+                                      base_version=1))["status"] == "applied"
+    client = signed_in(world)
+    url = f"/review/records/observation/{record_id}/review"
+    refused = client.post(url, {"decision": "approved", "note": "Fine", "version": 1})
+    assert refused.status_code == 409
+    form = refused.context["form"]
+    assert form["version"].value() == 2 and form["note"].value() == "Fine"
+    assert form.non_field_errors()
+    assert Observation.objects.get(pk=record_id).review_state != "approved"
+    # What the supervisor's browser sends when they press Approve again on that page.
+    again = client.post(url, {"decision": "approved", "note": form["note"].value(), "version": form["version"].value()})
+    assert again.status_code == 302
+    assert Observation.objects.get(pk=record_id).review_state == "approved"

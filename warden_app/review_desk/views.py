@@ -73,11 +73,17 @@ def queue(request: HttpRequest) -> HttpResponse:
     })
 
 
-def _record_response(request, record_type, record_id, form=None, status=200) -> HttpResponse:
+def _record_response(request, record_type, record_id, form=None, status=200, refused: str = "") -> HttpResponse:
     page = selectors.record_page(request.user, record_type, record_id)
     if page is None:
         raise Http404("No such record in your areas.")
-    if form is None:
+    if refused:
+        # The page now shows the record as it is; the form keeps what the supervisor
+        # typed but names the version on screen, so deciding again acts on what they see.
+        form = ReviewDecisionForm({**request.POST.dict(), "version": page.record.version})
+        form.is_valid()
+        form.add_error(None, refused)
+    elif form is None:
         form = ReviewDecisionForm(initial={"version": page.record.version})
     return render(request, "review_desk/record.html", {
         "page": page, "record": page.record, "form": form, "section": "queue",
@@ -107,8 +113,7 @@ def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResp
         )
     except SyncError as error:
         _service_refused(request, error)
-        form.add_error(None, error.message)
-        return _record_response(request, record_type, record_id, form=form, status=error.status_code)
+        return _record_response(request, record_type, record_id, status=error.status_code, refused=error.message)
     messages.success(request, f"{review.get_decision_display()}: saved as version {review.record_version}.")
     return redirect("review_desk:record", record_type=record_type, record_id=record_id)
 
