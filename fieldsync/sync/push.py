@@ -535,6 +535,7 @@ class Batch:
         if conflicts:
             reason = "location" if location_conflict and len(conflicts) <= len(rtype.location_group) else "fields"
             result["conflict_id"] = self._add_conflict(m, state, conflicts, reason)
+            result["reason"] = reason
             result["record"] = self._record_view(state)
         self._remember(m, result)
         return result
@@ -592,6 +593,7 @@ class Batch:
         result = {
             "mutation_id": str(m.mutation_id), "id": str(m.record_id), "status": "conflict",
             "version": state.row["version"], "conflict_id": self._add_conflict(m, state, conflicts, reason),
+            "reason": reason,
             "record": self._record_view(state),
         }
         self._remember(m, result)

@@ -328,7 +328,7 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     assert "changed since version 2" in desk.page.locator(".errors[role=alert]").inner_text()
     assert Observation.objects.get().review_state == "edited"
 
-    desk.open_record_from_queue(record_id)
+    # The refused page shows version 3 and decides on it: pressing Approve again works.
     assert desk.page.get_by_text("Youths on the wall, moved on").count() == 1
     desk.decide("Approve")
     desk.page.locator("#review-state", has_text="Approved").wait_for()
@@ -354,4 +354,32 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     app.home()
     assert app.page.locator("#returned-list").count() == 0
     app.screenshot("approved-after-return")
+    app.assert_clean()
+
+
+@needs_chromium
+def test_an_edit_made_offline_while_the_supervisor_approved_says_so_on_the_handheld(live_server, world, browser):
+    app = handheld(browser, live_server.url, "Handheld 1")
+    app.wait_offline_ready()
+    app.new_observation(description="Bins set alight behind the shops")
+    app.sync()
+    record_id = Observation.objects.get().pk
+    app.go_offline()
+    edit(app, record_id, "Bins set alight behind the shops, fire service called")
+
+    desk = Desk(browser, live_server.url).login()
+    desk.open_record_from_queue(record_id)
+    desk.decide("Approve")
+    desk.page.locator("#review-state", has_text="Approved").wait_for()
+
+    app.go_online()
+    app.sync()
+    assert "conflict" in last_log_entry(app)
+    open_record(app, record_id)
+    banner = app.page.locator(".banner.warn").inner_text()
+    assert "approved this record while you were changing it" in banner, banner
+    assert CONFLICT_BANNER not in banner
+    assert Conflict.objects.get(record_id=record_id).reason == "review_locked"
+    assert Observation.objects.get().description == "Bins set alight behind the shops"
+    app.screenshot("conflict-review-locked")
     app.assert_clean()

@@ -226,6 +226,7 @@ def test_overlapping_field_is_a_conflict_and_the_rest_applies(world, warden, sup
     update(supervisor, "observation", record_id, 1, description="supervisor's words")
     m, result = update(warden, "observation", record_id, 1, description="warden's words", qualifier="personal")
     assert result["status"] == "conflict"
+    assert result["reason"] == "fields"
     assert result["version"] == 3
     stored = row("observation", record_id)
     assert stored.description == "supervisor's words", "the server value is kept"
@@ -261,6 +262,7 @@ def test_review_locked_record_keeps_the_whole_edit_as_conflict(world, warden):
     before = counts()
     _, result = update(warden, "observation", record_id, 1, description="changed", qualifier="personal")
     assert result["status"] == "conflict"
+    assert result["reason"] == "review_locked"
     assert result["version"] == 1
     assert result["record"]["data"]["description"] == "original"
     assert result["record"]["review"]["state"] == "approved"
@@ -286,6 +288,7 @@ def test_delete_of_an_approved_record_is_a_review_locked_conflict(world, warden)
     Observation.objects.filter(pk=record_id).update(review_state="approved")
     result = warden.push_one(mutation("observation", "delete", record_id, base_version=1))
     assert result["status"] == "conflict"
+    assert result["reason"] == "review_locked"
     assert row("observation", record_id).deleted_at is None
     [conflict] = conflicts_of(record_id)
     assert conflict.reason == "review_locked"

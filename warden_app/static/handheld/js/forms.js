@@ -62,14 +62,25 @@ function banners(ctx, rec) {
         : "Correct it and save: it will be sent again.")));
   }
   if (rec.conflict) {
-    out.push(h("div", { class: "banner warn", role: "note" },
-      "Someone else changed the same fields. Your values are kept for your supervisor to decide; the form shows "
-      + "the server's."));
+    out.push(h("div", { class: "banner warn", role: "note" }, conflictReason(rec.conflict.reason),
+      " Your values are kept for your supervisor to decide; the form shows the server's."));
   }
   if (!local.isMine(rec)) {
     out.push(h("p", { class: "banner", role: "note" }, `Recorded by ${rec.server.author}: read only.`));
   }
   return out;
+}
+
+// The server's reason for a conflict (push result or sync/status), in the warden's words.
+const CONFLICT_REASONS = {
+  fields: "Someone else changed the same fields.",
+  location: "You and someone else both moved this record's location.",
+  review_locked: "Your supervisor approved this record while you were changing it.",
+  deleted: "This record was deleted on the server while you were changing it.",
+};
+
+function conflictReason(reason) {
+  return CONFLICT_REASONS[reason] || "Your change clashed with a change on the server.";
 }
 
 function notFound(ctx) {

@@ -178,7 +178,8 @@ export class Syncer {
           const { op, ...server } = outcome.record; // eslint-disable-line no-unused-vars
           rec.server = { ...(rec.server || {}), ...server };
         }
-        rec.conflict = { conflict_id: outcome.conflict_id || null, at: now(), fields: Object.keys(m.data || {}) };
+        rec.conflict = { conflict_id: outcome.conflict_id || null, at: now(), fields: Object.keys(m.data || {}),
+          reason: outcome.reason || null };
       } else {
         rec.issue = { code: outcome.code || "rejected", message: outcome.message || "", errors: outcome.errors || {},
           op: m.op, at: now() };
@@ -319,8 +320,9 @@ export class Syncer {
     const ops = local.stateOps("status");
     for (const rec of local.records.values()) {
       const conflict = open.get(key(rec.type, rec.id));
-      if (conflict && !rec.conflict) {
-        rec.conflict = { conflict_id: conflict.conflict_id, at: conflict.created_at, fields: conflict.fields };
+      if (conflict && (!rec.conflict || rec.conflict.reason !== conflict.reason)) {
+        rec.conflict = { conflict_id: conflict.conflict_id, at: conflict.created_at, fields: conflict.fields,
+          reason: conflict.reason || null };
         ops.push(local.recordOp(rec));
       } else if (!conflict && rec.conflict) {
         rec.conflict = null;
