@@ -1,8 +1,17 @@
 """Project-wide 404/500 handlers: API paths answer in the protocol's error shape."""
+import sys
+
+import psycopg
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 
 API_PREFIXES = ("/api/", "/ogc/")
+# The database could not be reached or went away mid-request (restart, failover, no free
+# connection). Not a bug, so not a 500: nothing the client may rely on happened, and the same
+# request sent again later is safe (a push that did commit answers `duplicate`). The engine's
+# raw cursors raise psycopg's own classes, the ORM Django's.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _is_api(request) -> bool:
@@ -17,6 +26,12 @@ def not_found(request, exception=None):
 
 def server_error(request):
     if _is_api(request):
+        # Django calls this handler while handling the exception, so it is still current.
+        if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+            response = JsonResponse({"code": "unavailable", "message": "The database is unavailable; send the same "
+                                     "request again shortly.", "fields": {}}, status=503)
+            response["Retry-After"] = "5"
+            return response
         return JsonResponse({"code": "server_error", "message": "Internal error; it has been logged.", "fields": {}},
                             status=500)
     return defaults.server_error(request)

@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 # The engine's statements run on raw psycopg cursors, so both families of errors occur.
 RETRYABLE = (
     OperationalError,
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.SerializationFailure,
+    psycopg.OperationalError,  # deadlock, serialization failure, a lost connection
     psycopg.errors.UniqueViolation,
 )
+# A create racing another user's create of the same id: after the retries, each mutation
+# is decided alone so only the loser is refused. Anything else retryable (the database
+# gone, still deadlocking) is a 503 the handheld retries as a whole.
+RACING = (IntegrityError, psycopg.errors.IntegrityError)
 REFUSED = (IntegrityError, DatabaseError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 OPS = ("create", "update", "delete")
@@ -777,7 +780,7 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
             log.warning("push attempt %d failed with %s", attempt + 1, type(exc).__name__)
             if attempt < 2:
                 continue
-            if isinstance(exc, REFUSED):
+            if isinstance(exc, RACING):
                 return _push_one_by_one(user, device, parsed)
             raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
                             headers={"Retry-After": "2"}) from exc
