@@ -241,16 +241,16 @@ class FieldRecordPolicy:
 
     def record_consulted(self, *, user, device, record_ids: list) -> None:
         """A pull handed these records over with personal fields in them (s.62 consultation)."""
-        from .services.access_log import access_log_records
+        from .services.access_log import access_log_synced
 
-        access_log_records(user=user, action="consultation", record_type=self.record_type, record_ids=record_ids,
-                           device_id=device.pk if device else None, purpose="field sync to the user's handheld")
+        access_log_synced(user=user, action="consultation", record_type=self.record_type, record_ids=record_ids,
+                          device_id=device.pk if device else None, purpose="field sync to the user's handheld")
 
     def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
-        from .services.access_log import access_log_records
+        from .services.access_log import access_log_synced
 
-        access_log_records(user=user, action=action, record_type=self.record_type, record_ids=record_ids,
-                           device_id=device.pk if device else None)
+        access_log_synced(user=user, action=action, record_type=self.record_type, record_ids=record_ids,
+                          device_id=device.pk if device else None)
 
 
 class _RowView:

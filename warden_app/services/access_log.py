@@ -7,6 +7,8 @@ import orjson
 from django.db import connection
 from django.db.models import QuerySet
 
+from fieldsync.sync import db as sync_db
+
 from ..models import AccessLogEntry
 
 
@@ -32,6 +34,23 @@ def access_log_records(
         purpose=purpose,
         details=details or {},
     )
+
+
+def access_log_synced(
+    *, user, action: str, record_type: str, record_ids: Sequence, device_id=None, purpose: str = ""
+) -> int:
+    """`access_log_records` for the sync engine's hooks: a push or a pull page names up to a
+    thousand records, and the ORM would convert and quote each id in Python first. Runs on
+    the engine's cursor (the primary, in the push's or pull's transaction); returns the id."""
+    with sync_db.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {AccessLogEntry._meta.db_table} (at, actor_id, action, record_type, record_ids, "
+            "device_id, recipient, purpose, details) VALUES (now(), %s, %s, %s, %s::uuid[], %s, '', %s, '{}') "
+            "RETURNING id",
+            [getattr(user, "pk", None), action, record_type, "{" + ",".join(map(str, record_ids)) + "}",
+             device_id, purpose],
+        )
+        return cursor.fetchone()[0]
 
 
 def access_log_records_matching(
