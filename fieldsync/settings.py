@@ -92,6 +92,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app servers themselves: no CDN, and nginx optional.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Content-Security-Policy and Permissions-Policy (fieldsync/security_headers.py); after
+    # WhiteNoise, which answers static files itself, and before the rest so that their own
+    # answers (CSRF refusals, redirects) carry the headers too.
+    "fieldsync.security_headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,7 +141,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "warden_app.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend with the brute-force guard around the password check (fieldsync/login_guard.py).
+    "fieldsync.login_guard.GuardedModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -277,6 +282,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# Lax, not Strict: links into the review desk (escalations name it, FIELDSYNC_BASE_URL) must
+# open signed in; every state change is a POST, which Lax keeps from other sites.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Not HttpOnly: the token is in every form anyway (Django: no practical protection), and the
+# Swagger UI page reads the cookie to send X-CSRFToken when trying out an unsafe request.
+CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # gis.W001: GDAL older than 3.9 (Debian 12 ships 3.6) cannot stop SpatialReference from
@@ -293,6 +305,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")
+
+# --- brute-force guard on password checks (fieldsync/login_guard.py, docs/security.md) ---
+# Desk and admin sign-in, device enrolment and HTTP Basic: after LOGIN_FAILURE_LIMIT failures
+# for one username, or LOGIN_FAILURE_ADDRESS_LIMIT from one client address, within
+# LOGIN_FAILURE_WINDOW seconds of the first, every check is refused until the window ends.
+# The address limit is higher: a council office or a police station signs in from one address.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_ADDRESS_LIMIT = env_int("LOGIN_FAILURE_ADDRESS_LIMIT", 20)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
+LOGIN_GUARD_CACHE = "default"
 
 # --- periodic tasks (celery beat) ---
 # Thumbnails of photos that arrived while the broker was down (their task was never queued).

@@ -4,6 +4,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from fieldsync import health
+from fieldsync.login_guard import GuardedAdminAuthenticationForm
+
+# The admin's sign-in shows the brute-force guard's lockout as a form error (login_guard.py).
+admin.site.login_form = GuardedAdminAuthenticationForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),

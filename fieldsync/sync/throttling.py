@@ -6,6 +6,8 @@ import logging
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from fieldsync.login_guard import client_address
+
 log = logging.getLogger(__name__)
 
 
@@ -40,4 +42,6 @@ class EnrolThrottle(_FailOpen):
         return settings.SYNC_ENROL_RATE
 
     def get_cache_key(self, request, view) -> str:
-        return f"throttle:enrol:{self.get_ident(request)}"
+        # The address the proxy wrote (rightmost X-Forwarded-For), as the sign-in guard
+        # counts it; DRF's own get_ident would key on the whole header a client can pad.
+        return f"throttle:enrol:{client_address(request)}"

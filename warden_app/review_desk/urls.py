@@ -2,6 +2,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter, reverse_lazy
 
+from fieldsync.login_guard import GuardedLoginView
+
 from . import views
 
 
@@ -22,7 +24,9 @@ register_converter(RecordTypeConverter, "desk_record_type")
 app_name = "review_desk"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(
+    # The brute-force guard answers 429 with a form error while the username or address is
+    # locked out (fieldsync/login_guard.py).
+    path("login/", GuardedLoginView.as_view(
         template_name="review_desk/login.html", redirect_authenticated_user=False,
         next_page=reverse_lazy("review_desk:queue"),
     ), name="login"),
