@@ -121,14 +121,16 @@ class FieldRecordPolicy:
             row["author_username"] = names.get(row["author_id"])
         if not self.review_fk or not rows:
             return
-        latest = (
-            Review.objects.filter(**{f"{self.review_fk}__in": [r["id"] for r in rows]})
-            .exclude(decision="comment")
-            .order_by(self.review_fk, "-created_at")
-            .distinct(self.review_fk)
-            .values_list(self.review_fk, "note", "created_at")
-        )
-        by_record = {rid: (note, at) for rid, note, at in latest}
+        # A page names a thousand records: the engine's cursor binds their ids as one array
+        # where the ORM would convert and quote each in Python.
+        column = Review._meta.get_field(self.review_fk).column
+        with sync_db.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT ON ({column}) {column}, note, created_at FROM {Review._meta.db_table} "
+                f"WHERE {column} = ANY(%s::uuid[]) AND decision <> 'comment' ORDER BY {column}, created_at DESC",
+                ["{" + ",".join(str(r["id"]) for r in rows) + "}"],
+            )
+            by_record = {rid: (note, at) for rid, note, at in cursor.fetchall()}
         for row in rows:
             note, at = by_record.get(row["id"], ("", None))
             row["review_note"], row["reviewed_at"] = note, at.isoformat() if at else None
