@@ -73,7 +73,16 @@ class Receipt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "mutation_id"], name="receipt_once_per_mutation"),
         ]
-        indexes = [models.Index(fields=["record_type", "record_id"], name="receipt_record")]
+        indexes = [
+            models.Index(fields=["record_type", "record_id"], name="receipt_record"),
+            # "Was this record's creation rejected?", asked for every id a push names that
+            # does not exist (depends_on_rejected). Rejections are rare, so this index stays
+            # tiny, costs creates nothing, and the answer never walks a user's history.
+            models.Index(
+                fields=["user", "record_id"], name="receipt_rejected_create",
+                condition=models.Q(op="create", status="rejected"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mutation_id}: {self.status}"
