@@ -626,6 +626,7 @@ class Batch:
         by_type_changed: dict[str, list[Row]] = defaultdict(list)
         versions: list[tuple] = []
         feed: list[tuple[str, uuid.UUID, str]] = []
+        feed_new: list[tuple[str, uuid.UUID, str]] = []
         collected: dict[tuple[str, str], list] = defaultdict(list)
         for (type_name, record_id), state in self.states.items():
             if not state.dirty:
@@ -634,7 +635,7 @@ class Batch:
             for version, changed, mutation_id, view in state.versions:
                 versions.append((type_name, record_id, version, changed, view, mutation_id))
             for key in state.old_keys | frozenset(state.rtype.policy.scope_keys(state.row)):
-                feed.append((type_name, record_id, key))
+                (feed if state.in_db else feed_new).append((type_name, record_id, key))
             # A tombstone keeps the record's data, so a delete is an alteration, not an erasure.
             action = "alteration" if state.in_db else "collection"
             collected[(type_name, action)].append(record_id)
@@ -648,6 +649,7 @@ class Batch:
         self._write_versions(versions)
         from .feed import feed_touch
 
+        feed_touch(feed_new, at=self.now, created=True)  # records are never hard-deleted: no old rows
         feed_touch(feed, at=self.now)
         self._write_receipts()
         self._write_conflicts()
