@@ -339,9 +339,18 @@ def bench_pull(url: str, port: int, ids: dict, sizes: list[int]) -> list[tuple]:
 def bench_first_sync(url: str, port: int, ids: dict, n: int) -> float:
     import psycopg
 
-    with psycopg.connect(url) as conn:  # bring n records of the busy area into the window
+    with psycopg.connect(url) as conn:
+        # Everything of the busy area out of the sync window (SYNC_WINDOW_DAYS, 30)...
+        conn.execute("UPDATE sync_change SET changed_at = now() - interval '60 days' WHERE scope_key = %s",
+                     [f"a:{ids['leigh']}"])
+        conn.execute("UPDATE warden_app_observation SET updated_at = now() - interval '60 days' WHERE area_id = %s",
+                     [ids["leigh"]])
+        # ...then exactly n of its records back in: the device's first sync is those n. As a
+        # real write would, the write that brings them in also gives them its xid and a fresh
+        # seq (a feed row's time and position always come from the same transaction).
         conn.execute(
-            "UPDATE sync_change SET changed_at = now() WHERE record_id IN "
+            "UPDATE sync_change SET changed_at = now(), xid = pg_current_xact_id()::text::bigint, "
+            "seq = nextval('sync_change_seq') WHERE record_id IN "
             "(SELECT record_id FROM sync_change WHERE scope_key = %s ORDER BY xid DESC, seq DESC LIMIT %s)",
             [f"a:{ids['leigh']}", n],
         )
