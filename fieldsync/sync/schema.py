@@ -1,5 +1,11 @@
-"""OpenAPI description of the device bearer token, so the schema documents sync auth."""
+"""OpenAPI description of the API's cross-cutting parts: the device bearer token, the one
+error shape, and the error statuses every operation can answer (docs/sync.md)."""
+from __future__ import annotations
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 
 
 class DeviceTokenScheme(OpenApiAuthenticationExtension):
@@ -8,3 +14,180 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "Device token from POST /api/v1/devices/enrol"}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """`{"code", "message", "fields"}`: every failure, everywhere (fieldsync.sync.errors).
+    Some codes add keys (`device_revoked` adds `"wipe": true`), so others may follow."""
+
+    code = serializers.CharField(help_text="machine-readable, e.g. invalid, not_found, throttled")
+    message = serializers.CharField()
+    fields = serializers.DictField(help_text="per field: what is wrong with it (empty when no field is to blame)")
+
+    class Meta:
+        ref_name = "Error"
+
+
+class ErrorResponsesSchema(AutoSchema):
+    """Adds the error responses an operation can give because of how its view is built,
+    unless the operation already documents that status:
+
+    - 400 always: parameters and bodies are validated, and every query string is checked
+      for NUL (views.ProtocolView), even where the operation declares no parameter;
+    - 401 when its first authentication class challenges (DRF answers 401 only then, else 403);
+    - 403 when a permission class may refuse;
+    - 404 when its path has parameters (unknown ids, and paths the URL converters refuse);
+    - 415 when it takes a body (other media types are refused);
+    - 429 when it is throttled.
+
+    Explicit `responses=` in extend_schema stay as they are; this only fills the gaps, so
+    the schema says what the server really answers (tests/schema fuzzes it to check).
+    """
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        for status in self._implied_error_statuses(operation):
+            # Errors are JSON whatever the view renders on success (errors.exception_handler).
+            responses.setdefault(str(status), self._get_response_for_code(ErrorSerializer, str(status),
+                                                                          media_types=["application/json"]))
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def _implied_error_statuses(self, operation: dict) -> list[int]:
+        where = {parameter["in"] for parameter in operation.get("parameters", [])}
+        has_body = "requestBody" in operation
+        statuses = [400]
+        if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
+            authenticators = self.view.get_authenticators()
+            if authenticators and authenticators[0].authenticate_header(self.view.request):
+                statuses.append(401)
+            statuses.append(403)
+        if "path" in where:
+            statuses.append(404)
+        if has_body:
+            statuses.append(415)
+        if self.view.get_throttles():
+            statuses.append(429)
+        return statuses
+
+
+# --- response bodies of the sync protocol (docs/sync.md), so clients can rely on them ------------
+# Objects allow further keys (OpenAPI's default): the protocol adds fields, never takes them away.
+
+
+class OrganisationSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class DeviceUserSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    roles = serializers.ListField(child=serializers.CharField())
+    organisation = OrganisationSummarySerializer(allow_null=True)
+
+
+class DeviceAreaSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    geometry = serializers.DictField(help_text="GeoJSON MultiPolygon (WGS84)")
+
+
+class EnrolmentSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField()
+    token = serializers.CharField(help_text="fsd_…, shown once")
+    user = DeviceUserSerializer()
+    areas = DeviceAreaSerializer(many=True)
+
+
+class RevocationSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField()
+    revoked_at = serializers.DateTimeField()
+
+
+class RecordTypeManifestSerializer(serializers.Serializer):
+    form_version = serializers.IntegerField(allow_null=True)
+    schema = serializers.DictField(help_text="JSON Schema of the record's `data`")
+    personal_fields = serializers.ListField(child=serializers.CharField())
+    code_lists = serializers.DictField(child=serializers.ListField())
+
+
+class LimitsSerializer(serializers.Serializer):
+    max_mutations = serializers.IntegerField()
+    max_body_bytes = serializers.IntegerField()
+    max_attachment_bytes = serializers.IntegerField()
+
+
+class ManifestSerializer(serializers.Serializer):
+    protocol = serializers.IntegerField()
+    server_time = serializers.DateTimeField()
+    device_id = serializers.UUIDField()
+    user = DeviceUserSerializer()
+    areas = DeviceAreaSerializer(many=True)
+    record_types = serializers.DictField(child=RecordTypeManifestSerializer())
+    limits = LimitsSerializer()
+    sync_window_days = serializers.IntegerField()
+
+
+class PushOutcomeSerializer(serializers.Serializer):
+    """One mutation's result; the keys beside `status` depend on it (docs/sync.md, Push)."""
+
+    mutation_id = serializers.UUIDField(allow_null=True, help_text="null when the envelope had no usable one")
+    id = serializers.UUIDField(allow_null=True)
+    status = serializers.ChoiceField(["applied", "merged", "conflict", "rejected", "duplicate"])
+    version = serializers.IntegerField(required=False)
+    conflict_id = serializers.UUIDField(required=False)
+    code = serializers.CharField(required=False, help_text="rejected: why")
+    message = serializers.CharField(required=False)
+    errors = serializers.DictField(required=False, help_text="rejected: per field, [{code, message}]")
+    record = serializers.DictField(required=False, help_text="conflict: the server's record")
+    original = serializers.DictField(required=False, help_text="duplicate: the first answer")
+
+
+class PushAnswerSerializer(serializers.Serializer):
+    results = PushOutcomeSerializer(many=True)
+    server_time = serializers.DateTimeField()
+
+
+class ChangeSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    id = serializers.UUIDField()
+    op = serializers.ChoiceField(["upsert", "delete", "evict"])
+    version = serializers.IntegerField()
+    data = serializers.DictField(required=False, help_text="upsert: the record as this user may see it")
+    area = serializers.IntegerField(required=False, allow_null=True)
+    author = serializers.CharField(required=False)
+    organisation = serializers.IntegerField(required=False, allow_null=True)
+    server_time = serializers.DateTimeField(required=False)
+    review = serializers.DictField(required=False)
+
+
+class PullPageSerializer(serializers.Serializer):
+    changes = ChangeSerializer(many=True)
+    cursor = serializers.CharField()
+    has_more = serializers.BooleanField()
+    server_time = serializers.DateTimeField()
+
+
+class DeviceHealthSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField()
+    label = serializers.CharField(allow_blank=True)
+    user = serializers.CharField()
+    revoked = serializers.BooleanField()
+    last_push_at = serializers.DateTimeField(allow_null=True)
+    last_pull_at = serializers.DateTimeField(allow_null=True)
+    conflicts = serializers.ListField(child=serializers.DictField())
+    quarantined = serializers.ListField(child=serializers.DictField())
+    missing_attachments = serializers.ListField(child=serializers.DictField())
+
+
+class SyncStatusSerializer(DeviceHealthSerializer):
+    team_devices = DeviceHealthSerializer(many=True, required=False, help_text="supervisors: their teams' devices")
+
+
+class AttachmentStoredSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    content_type = serializers.CharField()

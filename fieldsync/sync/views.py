@@ -21,15 +21,42 @@ from .errors import SyncError
 from .models import Device
 from .pull import pull_changes
 from .push import push_apply
+from .schema import (
+    AttachmentStoredSerializer,
+    EnrolmentSerializer,
+    ErrorResponsesSchema,
+    ErrorSerializer,
+    ManifestSerializer,
+    PullPageSerializer,
+    PushAnswerSerializer,
+    RevocationSerializer,
+    SyncStatusSerializer,
+)
 from .selectors import sync_status
 from .services.devices import device_enrol, device_revoke
 from .throttling import DeviceRateThrottle, EnrolThrottle
 
 SHA256_PATH = re.compile(r"^[0-9a-f]{64}$")
-ERROR = inline_serializer(
-    "Error",
-    {"code": serializers.CharField(), "message": serializers.CharField(), "fields": serializers.DictField()},
-)
+# The one error shape (docs/sync.md), for `responses=` of every API view.
+ERROR = ErrorSerializer
+
+
+# The base of every API view: its schema also documents the error statuses its parameters,
+# authentication, permissions and throttles can give (schema.ErrorResponsesSchema), and it
+# refuses query parameters carrying NUL. A comment, not a docstring: drf-spectacular would
+# inherit a docstring as the description of every operation without one of its own.
+class ProtocolView(APIView):
+    schema = ErrorResponsesSchema()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL text cannot hold NUL, so no parameter may carry one: refused here, once,
+        # rather than failing as a database error (500) wherever a parameter reaches a query.
+        bad = sorted({key for key, values in request.query_params.lists()
+                      if "\x00" in key or any("\x00" in value for value in values)})
+        if bad:
+            raise SyncError("invalid", "Query parameters cannot contain NUL characters.",
+                            fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
 
 
 class IsDevice(BasePermission):
@@ -39,7 +66,7 @@ class IsDevice(BasePermission):
         return isinstance(request.auth, Device)
 
 
-class DeviceView(APIView):
+class DeviceView(ProtocolView):
     authentication_classes = [DeviceTokenAuthentication]
     permission_classes = [IsDevice]
     throttle_classes = [DeviceRateThrottle]
@@ -71,17 +98,18 @@ def json_response(payload: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
 
 
-class EnrolView(APIView):
+class EnrolView(ProtocolView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [EnrolThrottle]
 
     @extend_schema(
-        request=inline_serializer("EnrolRequest", {
+        # JSON only: the body is read raw (read_json_body), so DRF's form parsers never apply.
+        request={"application/json": inline_serializer("EnrolRequest", {
             "username": serializers.CharField(), "password": serializers.CharField(),
             "label": serializers.CharField(), "platform": serializers.CharField(required=False),
-        }),
-        responses={201: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        })},
+        responses={201: EnrolmentSerializer, 400: ERROR, 401: ERROR, 403: ERROR, 413: ERROR},
         summary="Enrol a handheld (field staff and supervisors)",
     )
     def post(self, request):
@@ -95,6 +123,13 @@ class EnrolView(APIView):
         }
         if missing:
             raise SyncError("invalid", "Some fields are missing.", fields=missing)
+        nul = {
+            name: [{"code": "invalid_character", "message": f"{name} contains a NUL character"}]
+            for name in ("username", "password", "label", "platform")
+            if isinstance(body.get(name), str) and "\x00" in body[name]
+        }
+        if nul:  # PostgreSQL text cannot hold NUL: refuse it as the push does (invalid_character)
+            raise SyncError("invalid", "Some fields are not valid.", fields=nul)
         platform = body.get("platform") if isinstance(body.get("platform"), str) else ""
         enrolment = device_enrol(
             username=body["username"], password=body["password"], label=body["label"][:120],
@@ -110,13 +145,13 @@ class EnrolView(APIView):
         }, status=201)
 
 
-class RevokeView(APIView):
+class RevokeView(ProtocolView):
     """Supervisors (for their teams' devices) and admins; session, Basic or device auth."""
 
     authentication_classes = [DeviceTokenAuthentication, *APIView.authentication_classes]
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 403: ERROR, 404: ERROR},
+    @extend_schema(request=None, responses={200: RevocationSerializer, 403: ERROR, 404: ERROR},
                    summary="Revoke a device")
     def post(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
@@ -127,7 +162,7 @@ class RevokeView(APIView):
 
 
 class ManifestView(DeviceView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 401: ERROR}, summary="What this device syncs")
+    @extend_schema(responses={200: ManifestSerializer, 401: ERROR}, summary="What this device syncs")
     def get(self, request):
         user, device = request.user, request.auth
         policy = registry.device_policy()
@@ -159,8 +194,12 @@ class ManifestView(DeviceView):
 
 class PushView(DeviceView):
     @extend_schema(
-        request=inline_serializer("PushRequest", {"mutations": serializers.ListField(child=serializers.DictField())}),
-        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 413: ERROR, 415: ERROR, 429: ERROR},
+        # JSON only: the body is read raw (read_json_body), so DRF's form parsers never apply.
+        request={"application/json": inline_serializer(
+            "PushRequest", {"mutations": serializers.ListField(child=serializers.DictField())})},
+        # 503 busy: a push that kept deadlocking (docs/sync.md); send it again.
+        responses={200: PushAnswerSerializer, 400: ERROR, 401: ERROR, 413: ERROR, 415: ERROR, 429: ERROR,
+                   503: ERROR},
         summary="Push mutations (each ends applied, merged, conflict, rejected or duplicate)",
     )
     def post(self, request):
@@ -182,7 +221,7 @@ class PullView(DeviceView):
             OpenApiParameter("cursor", str, required=False, description="Opaque cursor from the last page"),
             OpenApiParameter("limit", int, required=False, description="Changes per page (default 500)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, 401: ERROR, 410: ERROR},
+        responses={200: PullPageSerializer, 400: ERROR, 401: ERROR, 410: ERROR},
         summary="Pull the changes in this device's scope",
     )
     def get(self, request):
@@ -196,7 +235,7 @@ class PullView(DeviceView):
 
 
 class StatusView(DeviceView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 401: ERROR}, summary="This device's sync health")
+    @extend_schema(responses={200: SyncStatusSerializer, 401: ERROR}, summary="This device's sync health")
     def get(self, request):
         return json_response(sync_status(user=request.user, device=request.auth))
 
@@ -204,7 +243,8 @@ class StatusView(DeviceView):
 class AttachmentView(DeviceView):
     @extend_schema(request={"image/jpeg": OpenApiTypes.BINARY, "image/png": OpenApiTypes.BINARY,
                             "image/webp": OpenApiTypes.BINARY},
-                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: ERROR, 413: ERROR, 415: ERROR},
+                   responses={200: AttachmentStoredSerializer, 201: AttachmentStoredSerializer, 400: ERROR, 413: ERROR,
+                              415: ERROR},
                    summary="Upload a photo by its sha256 (idempotent)")
     def put(self, request, sha256):
         if not SHA256_PATH.fullmatch(sha256):  # not .match: `$` matches before a newline

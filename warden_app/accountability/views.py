@@ -3,7 +3,7 @@ thin views that parse, call a selector or service, and answer in JSON."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,10 +15,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from fieldsync.sync.errors import SyncError
-from fieldsync.sync.views import ERROR
+from fieldsync.sync.views import ERROR, ProtocolView
 
 from .. import permissions
 from ..models import AccessAction, Escalation, PartnerEndpoint, User
@@ -26,16 +25,58 @@ from .permissions import can_answer_subject_requests, can_view_escalation
 from .selectors import LogFilter, SubjectCriteria, access_log_page, escalation_record
 from .services.access_log import access_log_consulted
 from .services.escalation import record_escalate
-from .services.subjects import record_erase, record_rectify, record_restrict, subject_access_search
+from .services.subjects import (
+    RECTIFIABLE,
+    RESTRICTABLE,
+    record_erase,
+    record_rectify,
+    record_restrict,
+    subject_access_search,
+)
 
 
 def _param(name: str, kind=str, description: str = "") -> OpenApiParameter:
     return OpenApiParameter(name, kind, required=False, description=description)
 
 
-PAGE = {200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR}
-ANSWER = {200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR}
+# 400 (parameters), 403 (not the DPO, or not signed in: session first, so no 401) and 404
+# are added from the views by fieldsync.sync.schema.ErrorResponsesSchema.
 JUSTIFIED = {"justification": serializers.CharField(help_text="the request's reference or ground")}
+ACCESS_LOG_ENTRY = inline_serializer("AccessLogEntry", {
+    "id": serializers.IntegerField(), "at": serializers.DateTimeField(),
+    "actor": inline_serializer("AccessLogActor", {"id": serializers.IntegerField(),
+                                                  "username": serializers.CharField()}, allow_null=True),
+    "action": serializers.ChoiceField(AccessAction.values), "record_type": serializers.CharField(allow_blank=True),
+    "record_ids": serializers.ListField(child=serializers.CharField()),
+    "device_id": serializers.UUIDField(allow_null=True), "recipient": serializers.CharField(allow_blank=True),
+    "purpose": serializers.CharField(allow_blank=True), "details": serializers.DictField(),
+    "sealed": inline_serializer("AccessLogSeal", {"seq": serializers.IntegerField(), "hash": serializers.CharField()},
+                                allow_null=True),
+})
+ACCESS_LOG_PAGE = inline_serializer("AccessLogPage", {
+    "results": ACCESS_LOG_ENTRY.__class__(many=True), "next": serializers.URLField(allow_null=True),
+})
+SUBJECTS_PAGE = inline_serializer("SubjectRecordsPage", {
+    "results": serializers.ListField(child=serializers.DictField(), help_text="the records, personal fields open"),
+    "next": serializers.URLField(allow_null=True),
+})
+ESCALATION = inline_serializer("Escalation", {
+    "id": serializers.UUIDField(), "record_type": serializers.CharField(), "record_id": serializers.UUIDField(),
+    "endpoint": inline_serializer("EscalationEndpoint", {
+        "id": serializers.IntegerField(), "name": serializers.CharField(), "organisation": serializers.CharField()}),
+    "state": serializers.ChoiceField(Escalation.State.values), "attempts": serializers.IntegerField(),
+    "last_status": serializers.IntegerField(allow_null=True), "last_error": serializers.CharField(allow_blank=True),
+    "created_at": serializers.DateTimeField(), "last_attempt_at": serializers.DateTimeField(allow_null=True),
+    "next_attempt_at": serializers.DateTimeField(allow_null=True),
+    "delivered_at": serializers.DateTimeField(allow_null=True),
+    "partner_reference": serializers.CharField(allow_blank=True),
+    "personal_fields": serializers.ListField(child=serializers.CharField()),
+})
+
+
+def _record_type_path(types) -> OpenApiParameter:
+    """The path's record type: only the types the operation acts on (others answer 400)."""
+    return OpenApiParameter("record_type", str, OpenApiParameter.PATH, enum=sorted(types))
 
 
 class CanReadAccessLog(BasePermission):
@@ -88,13 +129,19 @@ def _when(name: str, raw: Any, *, end: bool = False) -> datetime | None:
         value = None if day else parse_datetime(text)
     except ValueError:
         day = value = None
-    if day is not None:
-        value = datetime.combine(day, time.min) + (timedelta(days=1) if end else timedelta(0))
-    if value is None:
+    if day is None and value is None:
         raise SyncError("invalid", f"{name}: an ISO 8601 date or date-time", fields={name: ["ISO 8601"]})
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    return value
+    try:
+        if day is not None:  # the day after 9999-12-31 overflows
+            value = datetime.combine(day, time.min) + (timedelta(days=1) if end else timedelta(0))
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
+        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise SyncError("invalid", f"{name}: outside the years 1 to 9999 in UTC",
+                        fields={name: ["out of range"]}) from None
 
 
 def _body(request) -> dict[str, Any]:
@@ -106,16 +153,16 @@ def _body(request) -> dict[str, Any]:
 # --- the access log ------------------------------------------------------------------------
 
 
-class AccessLogView(APIView):
+class AccessLogView(ProtocolView):
     """GET /api/v1/dpo/access-log?actor=&record=&action=&record_type=&from=&to=&limit=&before=&purpose=
 
     Newest first; `next` follows on. The read is itself logged (record_type access_log)."""
 
     permission_classes = [CanReadAccessLog]
 
-    @extend_schema(summary="The s.62 access log (DPO only)", responses=PAGE, parameters=[
+    @extend_schema(summary="The s.62 access log (DPO only)", responses={200: ACCESS_LOG_PAGE}, parameters=[
         _param("actor", description="username or user id"), _param("record", OpenApiTypes.UUID),
-        _param("action", description="collection, alteration, consultation, disclosure, combination, erasure"),
+        OpenApiParameter("action", str, enum=AccessAction.values, description="what was done"),
         _param("record_type"), _param("from", OpenApiTypes.DATETIME, "on or after (a date: its start)"),
         _param("to", OpenApiTypes.DATETIME, "before (a date: its end)"), _param("limit", int),
         _param("before", int, "the next page: rows with smaller ids"), _param("purpose", description="why you look"),
@@ -163,12 +210,13 @@ def _entry(row: dict) -> dict:
 # --- data subjects' rights ----------------------------------------------------------------
 
 
-class SubjectsView(APIView):
+class SubjectsView(ProtocolView):
     """GET /api/v1/dpo/subjects?name=&description=&age=&age_min=&age_max=&purpose=&limit=&after="""
 
     permission_classes = [AnswersSubjectRequests]
 
-    @extend_schema(summary="Subject access: every record naming a person (DPO only)", responses=PAGE, parameters=[
+    @extend_schema(summary="Subject access: every record naming a person (DPO only)",
+                   responses={200: SUBJECTS_PAGE}, parameters=[
         _param("name"), _param("description"), _param("age", int), _param("age_min", int), _param("age_max", int),
         _param("purpose", description="the request's reference (required by default)"), _param("limit", int),
         _param("after", OpenApiTypes.UUID, "the next page"),
@@ -195,12 +243,15 @@ class SubjectsView(APIView):
         return Response({"results": records, "next": next_url})
 
 
-class SubjectRecordView(APIView):
+class SubjectRecordView(ProtocolView):
     """PATCH /api/v1/dpo/records/<type>/<id>: rectify {persons_involved?, description?, justification}."""
 
     permission_classes = [AnswersSubjectRequests]
 
-    @extend_schema(summary="Rectify personal fields (DPO only)", responses=ANSWER, request=inline_serializer(
+    @extend_schema(summary="Rectify personal fields (DPO only)", parameters=[_record_type_path(RECTIFIABLE)],
+                   responses={200: inline_serializer("Rectified", {"id": serializers.UUIDField(),
+                                                                   "version": serializers.IntegerField()})},
+                   request=inline_serializer(
         "Rectification", {"persons_involved": serializers.ListField(child=serializers.DictField(), required=False),
                           "description": serializers.CharField(required=False), **JUSTIFIED}))
     def patch(self, request, record_type: str, record_id: uuid.UUID):
@@ -211,12 +262,16 @@ class SubjectRecordView(APIView):
         return Response({"id": str(record_id), "version": version})
 
 
-class SubjectRestrictView(APIView):
+class SubjectRestrictView(ProtocolView):
     """POST /api/v1/dpo/records/<type>/<id>/restriction {restricted: bool, justification}."""
 
     permission_classes = [AnswersSubjectRequests]
 
-    @extend_schema(summary="Restrict processing, or lift it (DPO only)", responses=ANSWER, request=inline_serializer(
+    @extend_schema(summary="Restrict processing, or lift it (DPO only)", parameters=[_record_type_path(RESTRICTABLE)],
+                   responses={200: inline_serializer("Restricted", {
+                       "id": serializers.UUIDField(), "processing_restricted": serializers.BooleanField(),
+                       "changed": serializers.BooleanField()})},
+                   request=inline_serializer(
         "Restriction", {"restricted": serializers.BooleanField(default=True), **JUSTIFIED}))
     def post(self, request, record_type: str, record_id: uuid.UUID):
         body = _body(request)
@@ -228,12 +283,17 @@ class SubjectRestrictView(APIView):
         return Response({"id": str(record_id), "processing_restricted": restricted, "changed": changed})
 
 
-class SubjectEraseView(APIView):
+class SubjectEraseView(ProtocolView):
     """POST /api/v1/dpo/records/<type>/<id>/erasure {justification, fields?}."""
 
     permission_classes = [AnswersSubjectRequests]
 
-    @extend_schema(summary="Erase personal fields everywhere (DPO only)", responses=ANSWER, request=inline_serializer(
+    @extend_schema(summary="Erase personal fields everywhere (DPO only)",
+                   parameters=[_record_type_path(t for t, fields in permissions.PERSONAL_FIELDS.items() if fields)],
+                   responses={200: inline_serializer("Erased", {
+                       "id": serializers.UUIDField(), "erased": serializers.DictField(),
+                       "access_log_entry": serializers.IntegerField()})},
+                   request=inline_serializer(
         "Erasure", {"fields": serializers.ListField(child=serializers.CharField(), required=False), **JUSTIFIED}))
     def post(self, request, record_type: str, record_id: uuid.UUID):
         body = _body(request)
@@ -248,13 +308,13 @@ class SubjectEraseView(APIView):
 # --- escalations --------------------------------------------------------------------------
 
 
-class EscalationsView(APIView):
+class EscalationsView(ProtocolView):
     """POST /api/v1/escalations {record_type, record_id, endpoint, purpose} → 202."""
 
     @extend_schema(summary="Escalate a record to a partner system", request=inline_serializer("EscalationRequest", {
         "record_type": serializers.ChoiceField(["observation", "audit_item"]), "record_id": serializers.UUIDField(),
         "endpoint": serializers.IntegerField(), "purpose": serializers.CharField(),
-    }), responses={202: OpenApiTypes.OBJECT, 400: ERROR, 404: ERROR, 409: ERROR})
+    }), responses={202: ESCALATION, 400: ERROR, 404: ERROR, 409: ERROR})
     def post(self, request):
         body = _body(request)
         endpoint = _int("endpoint", body.get("endpoint"))
@@ -268,10 +328,10 @@ class EscalationsView(APIView):
         return Response(escalation_view(escalation), status=202)
 
 
-class EscalationDetailView(APIView):
+class EscalationDetailView(ProtocolView):
     """GET /api/v1/escalations/<id>: its delivery state."""
 
-    @extend_schema(summary="An escalation's delivery state", responses={200: OpenApiTypes.OBJECT, 404: ERROR})
+    @extend_schema(summary="An escalation's delivery state", responses={200: ESCALATION, 404: ERROR})
     def get(self, request, escalation_id: uuid.UUID):
         escalation = Escalation.objects.select_related("endpoint__organisation").filter(pk=escalation_id).first()
         record = escalation_record(escalation.record_type, escalation.record_id) if escalation else None
@@ -280,10 +340,13 @@ class EscalationDetailView(APIView):
         return Response(escalation_view(escalation))
 
 
-class PartnerEndpointsView(APIView):
+class PartnerEndpointsView(ProtocolView):
     """GET /api/v1/escalations/endpoints: where records may be escalated (no secrets)."""
 
-    @extend_schema(summary="Partner endpoints records may be escalated to", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(summary="Partner endpoints records may be escalated to", responses={200: inline_serializer(
+        "PartnerEndpointList", {"results": inline_serializer("PartnerEndpoint", {
+            "id": serializers.IntegerField(), "name": serializers.CharField(), "kind": serializers.CharField(),
+            "organisation": serializers.CharField()}, many=True)})})
     def get(self, request):
         endpoints = PartnerEndpoint.objects.filter(active=True).select_related("organisation")
         return Response({"results": [

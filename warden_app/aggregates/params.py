@@ -8,7 +8,7 @@ differencing. People inside the partnership may filter freely.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -155,10 +155,15 @@ def _instant(value: str, name: str, params: _Params) -> datetime | None:
             day = date.fromisoformat(value)
             return datetime(day.year, day.month, day.day, tzinfo=disclosure.local_zone())
         moment = datetime.fromisoformat(value)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=disclosure.local_zone())
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
+        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
+        return moment.astimezone(UTC)
     except ValueError:
         params.fail(name, "invalid_datetime", f"{name} is an ISO 8601 date or date and time.")
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=disclosure.local_zone())
+    except OverflowError:
+        params.fail(name, "out_of_range", f"{name} is outside the years 1 to 9999 in UTC.")
+    return None
 
 
 def _metres(params: _Params, name: str, default: float, bounds: tuple[float, float]) -> float:

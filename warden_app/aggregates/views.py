@@ -8,12 +8,14 @@ from __future__ import annotations
 import orjson
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
-from rest_framework.views import APIView
+
+from fieldsync.sync.views import ProtocolView
 
 from . import disclosure, selectors
 from .access import Audience, aggregate_audience
@@ -38,7 +40,7 @@ class FixedNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class AggregateView(APIView):
+class AggregateView(ProtocolView):
     permission_classes = [IsAuthenticated, CanViewAggregates]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = FixedNegotiation
@@ -65,7 +67,7 @@ PARAMETERS = [
     OpenApiParameter(
         "period", str, description="A calendar month `2026-10` or quarter `2026-Q3` (partners: required, closed only)."
     ),
-    OpenApiParameter("record_type", str, description="observation (default), street_audit or audit_item."),
+    OpenApiParameter("record_type", str, enum=list(selectors.RECORD_TYPES), description="observation by default."),
     OpenApiParameter("start", OpenApiTypes.DATETIME, description="Inside the partnership only: from (inclusive)."),
     OpenApiParameter("end", OpenApiTypes.DATETIME, description="Inside the partnership only: to (exclusive)."),
     OpenApiParameter("incident_type", str, many=True, description="Inside the partnership only (observations)."),
@@ -73,8 +75,40 @@ PARAMETERS = [
 ]
 
 
+BOUNDARY_SET = inline_serializer("AggregateBoundarySet", {
+    "slug": serializers.CharField(allow_null=True, help_text="null: the operational areas"),
+    "name": serializers.CharField(),
+})
+# The keys both audiences get; inside the partnership the filters applied follow too
+# (start, end, incident_types, areas_in_scope), for partners nothing else. Echoed values are
+# plain strings: enums here would collide by name with the request enums of other components.
+AGGREGATE_META = {
+    "boundary_set": BOUNDARY_SET,
+    "period": serializers.CharField(allow_null=True),
+    "record_type": serializers.CharField(),
+}
+COUNTS = inline_serializer("AreaCounts", {
+    **AGGREGATE_META,
+    "disclosure": serializers.DictField(allow_null=True, help_text="partners: how counts were suppressed and rounded"),
+    "areas": inline_serializer("AreaCount", {
+        "code": serializers.CharField(), "name": serializers.CharField(),
+        "count": serializers.IntegerField(allow_null=True, help_text="null: suppressed"),
+        "suppressed": serializers.BooleanField(),
+    }, many=True),
+})
+HOTSPOTS = inline_serializer("HotspotMap", {
+    **AGGREGATE_META,
+    "type": serializers.CharField(help_text="FeatureCollection"),
+    "method": serializers.CharField(), "bandwidth": serializers.CharField(), "cell_size": serializers.CharField(),
+    "published_cells": serializers.CharField(), "classes": serializers.ListField(child=serializers.CharField()),
+    "class_method": serializers.CharField(), "suppressed_areas": serializers.ListField(),
+    "features": serializers.ListField(child=serializers.DictField(), help_text="cells: Polygon, properties.class"),
+})
+
+
 class BoundarySetsView(AggregateView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Boundary sets aggregates can be asked for")
+    @extend_schema(responses={200: inline_serializer("AggregateBoundarySets", {"boundary_sets": BOUNDARY_SET.__class__(
+        many=True)})}, summary="Boundary sets aggregates can be asked for")
     def get(self, request):
         audience = self.audience(request)
         sets = boundary_sets_for_partners() if audience.partner else selectors.boundary_sets()
@@ -83,7 +117,7 @@ class BoundarySetsView(AggregateView):
 
 class CountsView(AggregateView):
     @extend_schema(
-        parameters=PARAMETERS, responses={200: OpenApiTypes.OBJECT},
+        parameters=PARAMETERS, responses={200: COUNTS},
         summary="Records per area of a boundary set (partners: suppressed below DISCLOSURE_MIN_COUNT, rounded)",
     )
     def get(self, request):
@@ -122,7 +156,7 @@ class HotspotsView(AggregateView):
             OpenApiParameter("bandwidth", float, description="Inside the partnership only: metres (default 250)."),
             OpenApiParameter("cell_size", float, description="Inside the partnership only: metres (default 50)."),
         ],
-        responses={(200, GEOJSON): OpenApiTypes.OBJECT},
+        responses={(200, GEOJSON): HOTSPOTS},
         summary="Hotspot classes (quartic KDE on the British National Grid), without numbers",
     )
     def get(self, request):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -247,7 +247,12 @@ def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | No
         raise _invalid(name, f"not an RFC 3339 date-time or date: {raw!r}") from None
     if timezone.is_naive(value):
         value = timezone.make_aware(value)
-    return value
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
+        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise _invalid(name, f"outside the years 1 to 9999 in UTC: {raw!r}") from None
 
 
 def datetime_interval_parse(raw: str | None) -> tuple[datetime | None, datetime | None]:

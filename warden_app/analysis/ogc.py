@@ -214,16 +214,33 @@ def _with(base: str, params: dict[str, str]) -> str:
 
 
 class OpenApiView(OgcView):
-    renderer_classes = [OpenAPIRenderer, JSONRenderer]
+    # JSON first: the first renderer is the one errors are written with (FirstRendererNegotiation);
+    # the document itself is sent as OPENAPI_TYPE whatever the renderers.
+    renderer_classes = [JSONRenderer, OpenAPIRenderer]
 
     def get(self, request):
         return json_response(openapi_document(_base(request)), content_type=OPENAPI_TYPE)
 
 
+ERROR_DESCRIPTIONS = {
+    400: "invalid parameters (the records API's error shape: code, message, fields)",
+    401: "no or wrong credentials",
+    403: "not a reader of records",
+    404: "no such collection or feature (or not yours to see)",
+}
+
+
 def openapi_document(base: str) -> dict[str, Any]:
     """A minimal OpenAPI 3.0 definition: the paths, and the parameters of /items."""
-    def ok(description: str, media: str = "application/json") -> dict:
-        return {"200": {"description": description, "content": {media: {"schema": {"type": "object"}}}}}
+    def responses(description: str, media: str = "application/json", *errors: int) -> dict:
+        # Every operation: 400 (`f` other than JSON), 401 (no or wrong credentials: Basic
+        # challenges), 403 (not a reader of records); errors are always JSON.
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        return {
+            "200": {"description": description, "content": {media: {"schema": {"type": "object"}}}},
+            **{str(status): {"description": ERROR_DESCRIPTIONS[status], **error}
+               for status in sorted({400, 401, 403, *errors})},
+        }
 
     def param(name: str, schema: dict, description: str, where: str = "query", required: bool = False) -> dict:
         return {"name": name, "in": where, "required": required, "schema": schema, "description": description,
@@ -246,26 +263,35 @@ def openapi_document(base: str) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "fieldsync OGC API - Features", "version": "1.0"},
         "servers": [{"url": base.rstrip("/")}],
-        "components": {"securitySchemes": {
-            "basic": {"type": "http", "scheme": "basic"},
-            "bearer": {"type": "http", "scheme": "bearer", "description": "personal API token (fsp_...)"},
-        }},
+        "components": {
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "personal API token (fsp_...)"},
+            },
+            "schemas": {"Error": {
+                "type": "object", "required": ["code", "message", "fields"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "fields": {"type": "object"}},
+            }},
+        },
         "security": security,
         "paths": {
-            "/": {"get": {"operationId": "getLandingPage", "responses": ok("landing page")}},
-            "/conformance": {"get": {"operationId": "getConformance", "responses": ok("conformance")}},
-            "/api": {"get": {"operationId": "getApi", "responses": ok("this document", OPENAPI_TYPE)}},
-            "/collections": {"get": {"operationId": "getCollections", "responses": ok("collections")}},
+            "/": {"get": {"operationId": "getLandingPage", "responses": responses("landing page")}},
+            "/conformance": {"get": {"operationId": "getConformance", "responses": responses("conformance")}},
+            "/api": {"get": {"operationId": "getApi", "responses": responses("this document", OPENAPI_TYPE)}},
+            "/collections": {"get": {"operationId": "getCollections", "responses": responses("collections")}},
             "/collections/{collectionId}": {"get": {
-                "operationId": "describeCollection", "parameters": [collection_id], "responses": ok("collection"),
+                "operationId": "describeCollection", "parameters": [collection_id],
+                "responses": responses("collection", "application/json", 404),
             }},
             "/collections/{collectionId}/items": {"get": {
-                "operationId": "getFeatures", "parameters": item_params, "responses": ok("features", GEOJSON_TYPE),
+                "operationId": "getFeatures", "parameters": item_params,
+                "responses": responses("features", GEOJSON_TYPE, 404),
             }},
             "/collections/{collectionId}/items/{featureId}": {"get": {
                 "operationId": "getFeature",
                 "parameters": [collection_id, param("featureId", {"type": "string"}, "record id", "path", True)],
-                "responses": ok("feature", GEOJSON_TYPE),
+                "responses": responses("feature", GEOJSON_TYPE, 404),
             }},
         },
     }

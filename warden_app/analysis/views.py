@@ -11,17 +11,18 @@ from django.db import transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
-from rest_framework.views import APIView
 
 from fieldsync.sync.errors import SyncError
+from fieldsync.sync.views import ERROR, ProtocolView
 
 from ..models import Export
 from ..services.access_log import access_log_records
 from ..services.exports import export_download, export_request
 from .auth import ANALYSIS_AUTHENTICATION, CanReadRecords
-from .filters import RECORD_TYPES, RecordFilter, record_filter_parse
+from .filters import FILTER_PARAMS, RECORD_TYPES, RecordFilter, record_filter_parse
 from .renderers import (
     CSV_TYPE,
     GEOJSON_TYPE,
@@ -39,7 +40,7 @@ FORMATS = ("json", "geojson", "csv")
 CONTROL = {"format", "limit", "after", "async"}
 
 
-class AnalysisView(APIView):
+class AnalysisView(ProtocolView):
     authentication_classes = ANALYSIS_AUTHENTICATION
     permission_classes = [CanReadRecords]
     renderer_classes = [JSONRenderer, GeoJSONRenderer, CSVRenderer]
@@ -185,19 +186,63 @@ FILTER_PARAMETERS = [
 ]
 
 
+# The path's record type: a closed set (any other answers 404).
+RECORD_TYPE_PATH = OpenApiParameter("record_type", str, OpenApiParameter.PATH, enum=list(RECORD_TYPES))
+# The same filters as a JSON body (POST), for polygons too long for a URL.
+FILTER_BODY = {
+    "format": serializers.ChoiceField(FORMATS, required=False),
+    "from": serializers.DateTimeField(required=False), "to": serializers.DateTimeField(required=False),
+    **{name: serializers.CharField(required=False, help_text="comma-separated codes") for name in
+       ("qualifier", "incident_type", "issue_type", "grade", "review_state")},
+    "area": serializers.CharField(required=False), "organisation": serializers.CharField(required=False),
+    "bbox": serializers.CharField(required=False),
+    "polygon": serializers.JSONField(required=False, help_text="WKT text or a GeoJSON Polygon/MultiPolygon object"),
+    "include_rejected": serializers.BooleanField(required=False),
+    "limit": serializers.IntegerField(required=False), "after": serializers.UUIDField(required=False),
+    "async": serializers.BooleanField(required=False),
+}
+RECORDS_PAGE = inline_serializer("RecordsPage", {
+    "type": serializers.CharField(), "count": serializers.IntegerField(),
+    "next": serializers.URLField(allow_null=True), "results": serializers.ListField(child=serializers.DictField()),
+})
+FEATURE_COLLECTION = inline_serializer("RecordFeatureCollection", {
+    "type": serializers.ChoiceField(["FeatureCollection"]),
+    "features": serializers.ListField(child=serializers.DictField()),
+})
+FEATURE = inline_serializer("RecordFeature", {
+    "type": serializers.ChoiceField(["Feature"]), "id": serializers.UUIDField(),
+    "geometry": serializers.DictField(allow_null=True), "properties": serializers.DictField(),
+})
+EXPORT = inline_serializer("Export", {
+    "id": serializers.UUIDField(), "status": serializers.ChoiceField(Export.Status.values),
+    "type": serializers.CharField(), "format": serializers.ChoiceField(Export.Format.values),
+    "filter": serializers.DictField(), "created_at": serializers.DateTimeField(),
+    "finished_at": serializers.DateTimeField(allow_null=True), "expires_at": serializers.DateTimeField(allow_null=True),
+    "row_count": serializers.IntegerField(allow_null=True), "size_bytes": serializers.IntegerField(allow_null=True),
+    "error": serializers.CharField(allow_blank=True), "url": serializers.URLField(),
+    "file": serializers.URLField(required=False, help_text="when ready"),
+})
+# A read: a JSON page, or a GeoJSON/CSV stream; too large (or async) becomes an export
+# (202, Location: the export), and 503 when the export queue is down.
+READ_RESPONSES = {
+    (200, "application/json"): RECORDS_PAGE, (200, GEOJSON_TYPE): FEATURE_COLLECTION,
+    (200, "text/csv"): OpenApiTypes.STR, (202, "application/json"): EXPORT, 503: ERROR,
+}
+
+
 class RecordsView(AnalysisView):
     """GET (or POST, for long polygons) /api/v1/records/<type>: filtered records as a paged
     JSON list, or `format=geojson|csv` streamed; large or `async=true` reads become an
     export (202)."""
 
-    @extend_schema(operation_id="records_list", parameters=FILTER_PARAMETERS,
-                   responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    @extend_schema(operation_id="records_list", parameters=[RECORD_TYPE_PATH, *FILTER_PARAMETERS],
+                   responses=READ_RESPONSES,
                    summary="Field records for analysis (filtered, redacted, logged)")
     def get(self, request, record_type: str):
         return self.read(request, record_type, request_params(request))
 
-    @extend_schema(operation_id="records_search", request=OpenApiTypes.OBJECT,
-                   responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    @extend_schema(operation_id="records_search", parameters=[RECORD_TYPE_PATH],
+                   request=inline_serializer("RecordSearch", FILTER_BODY), responses=READ_RESPONSES,
                    summary="The same, with the filters (e.g. a long polygon) in the body")
     def post(self, request, record_type: str):
         return self.read(request, record_type, request_params(request))
@@ -233,7 +278,9 @@ class RecordsView(AnalysisView):
 
 
 class RecordDetailView(AnalysisView):
-    @extend_schema(operation_id="records_retrieve", responses={200: OpenApiTypes.OBJECT},
+    @extend_schema(operation_id="records_retrieve",
+                   parameters=[RECORD_TYPE_PATH, OpenApiParameter("format", str, enum=["json", "geojson"])],
+                   responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, GEOJSON_TYPE): FEATURE},
                    summary="One field record (redacted, logged)")
     def get(self, request, record_type: str, record_id):
         if record_type not in RECORD_TYPES:
@@ -253,7 +300,13 @@ class ExportsView(AnalysisView):
 
     renderer_classes = [JSONRenderer]
 
-    @extend_schema(operation_id="exports_create", request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT},
+    # Named "Export" like the answer, so it is the component ExportRequest (COMPONENT_SPLIT_REQUEST)
+    # and their `format` enums share one name, ExportFormatEnum.
+    @extend_schema(operation_id="exports_create", request=inline_serializer("Export", {
+        "type": serializers.ChoiceField(RECORD_TYPES), "format": serializers.ChoiceField(Export.Format.values,
+                                                                                       required=False),
+        **{name: field for name, field in FILTER_BODY.items() if name in FILTER_PARAMS},
+    }), responses={(202, "application/json"): EXPORT, 503: ERROR},
                    summary="Request a background export")
     def post(self, request):
         params = request_params(request)
@@ -266,7 +319,9 @@ class ExportsView(AnalysisView):
         return export_accepted(request, export_request(user=request.user, record_type=record_type, fmt=fmt,
                                                        params=filters))
 
-    @extend_schema(operation_id="exports_list", responses={200: OpenApiTypes.OBJECT}, summary="Your exports")
+    @extend_schema(operation_id="exports_list",
+                   responses={200: inline_serializer("ExportList", {"results": EXPORT.__class__(many=True)})},
+                   summary="Your exports")
     def get(self, request):
         exports = Export.objects.filter(owner=request.user).order_by("-created_at")[:100]
         return json_response({"results": [export_view(request, e) for e in exports]})
@@ -275,7 +330,7 @@ class ExportsView(AnalysisView):
 class ExportDetailView(AnalysisView):
     renderer_classes = [JSONRenderer]
 
-    @extend_schema(operation_id="exports_retrieve", responses={200: OpenApiTypes.OBJECT},
+    @extend_schema(operation_id="exports_retrieve", responses={200: EXPORT},
                    summary="An export's status")
     def get(self, request, export_id):
         export = Export.objects.filter(pk=export_id, owner=request.user).first()
@@ -287,7 +342,11 @@ class ExportDetailView(AnalysisView):
 class ExportFileView(AnalysisView):
     renderer_classes = [JSONRenderer, GeoJSONRenderer, CSVRenderer]
 
-    @extend_schema(operation_id="exports_file", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    # The file as it was built: CSV or a GeoJSON FeatureCollection, by the export's format.
+    # 409 not ready yet, 410 expired (request it again).
+    @extend_schema(operation_id="exports_file", parameters=[OpenApiParameter("format", exclude=True)],
+                   responses={(200, "text/csv"): OpenApiTypes.STR, (200, GEOJSON_TYPE): FEATURE_COLLECTION,
+                              409: ERROR, 410: ERROR},
                    summary="Your export's file, when ready")
     def get(self, request, export_id):
         export = Export.objects.filter(pk=export_id, owner=request.user).select_related("access_log_entry").first()

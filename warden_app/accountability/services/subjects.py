@@ -31,6 +31,9 @@ def purpose_checked(purpose: str, *, name: str = "purpose") -> str:
     if settings.ACCESS_LOG_PURPOSE_REQUIRED and not purpose:
         raise SyncError("purpose_required", f"State the {name} (e.g. the request's reference).",
                         fields={name: [{"code": "required"}]})
+    if "\x00" in purpose:  # PostgreSQL text cannot hold NUL: refused, as pushes refuse it
+        raise SyncError("invalid", f"The {name} contains a NUL character.",
+                        fields={name: [{"code": "invalid_character"}]})
     return purpose
 
 
