@@ -143,12 +143,12 @@ def parse_time(value: Any, name: str) -> datetime:
     if parsed.tzinfo is None:
         raise Invalid("missing_offset", f"{name} must carry a UTC offset")
     try:
-        # Stored as UTC: year 1 east of Greenwich or 9999 west of it would leave the range
-        # Python can read back, and every later read of the row would fail.
-        parsed.astimezone(UTC)
+        # Kept as UTC: year 1 east of Greenwich or 9999 west of it would leave the range
+        # Python can read back; and PostgreSQL refuses offsets beyond ±15:59, which ISO 8601
+        # (and Python) allow up to ±23:59 — the instant is what matters, not the offset.
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise Invalid("out_of_range", f"{name} is outside the years 1 to 9999 in UTC") from None
-    return parsed
 
 
 def _datetime(spec: FieldSpec, value: Any, ctx: Context) -> datetime:

@@ -499,3 +499,17 @@ def test_the_device_rate_is_read_at_request_time(world, warden):
         assert_error(warden.get("/api/v1/sync/status"), 429, "throttled")
     with override_settings(SYNC_DEVICE_RATE="10/min"):
         assert warden.get("/api/v1/sync/status").status_code == 200
+
+
+def test_an_offset_postgresql_cannot_hold_is_kept_as_the_same_instant_in_utc(world, warden):
+    """ISO 8601 allows offsets to ±23:59, PostgreSQL only to ±15:59: a handheld's +18:00
+    time is stored as the instant it names, not refused by the database."""
+    from datetime import UTC, datetime
+
+    from warden_app.models import Observation
+
+    record_id = uuid.uuid4()
+    data = observation_data(observed_at="2026-01-02T03:00:00+18:00")
+    result = warden.push_one(mutation("observation", "create", record_id, data))
+    assert result["status"] == "applied", result
+    assert Observation.objects.get(pk=record_id).observed_at == datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
