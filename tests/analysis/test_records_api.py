@@ -268,3 +268,22 @@ def test_detail_is_scoped_redacted_and_logged(world):
     [row] = reads_logged(before)
     assert row.action == "consultation" and [str(i) for i in row.record_ids] == [record]
     assert row.details["view"] == "api.records.detail"
+
+
+def test_a_date_bound_means_the_whole_day():
+    """`to=2026-11-24` ends at the start of the 25th (the day is included); `from` starts at
+    the day's start; an OGC date-only `datetime` is the whole day, in the partnership's zone."""
+    from datetime import datetime, timedelta
+
+    from django.utils import timezone
+
+    from warden_app.analysis.filters import _datetime, datetime_interval_parse
+
+    day_start = timezone.make_aware(datetime(2026, 11, 24))
+    next_day = timezone.make_aware(datetime(2026, 11, 25))
+    assert _datetime("from", "2026-11-24") == day_start
+    assert _datetime("to", "2026-11-24", end=True) == next_day
+    assert datetime_interval_parse("2026-11-24") == (day_start, next_day)
+    assert datetime_interval_parse("../2026-11-24") == (None, next_day)
+    instant = _datetime("to", "2026-11-24T10:00:00Z", end=True)
+    assert datetime_interval_parse("../2026-11-24T10:00:00Z") == (None, instant + timedelta(microseconds=1))

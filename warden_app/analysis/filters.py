@@ -237,12 +237,14 @@ def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | No
     if raw is None:
         return None
     try:
-        value = parse_datetime(raw)
-        if value is None:
-            day = parse_date(raw)
-            if day is None:
-                raise ValueError
+        # The date first: Django's parse_datetime also takes a bare date, as midnight.
+        day = _date_only(raw)
+        if day is not None:
             value = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        else:
+            value = parse_datetime(raw)
+            if value is None:
+                raise ValueError
     except ValueError:
         raise _invalid(name, f"not an RFC 3339 date-time or date: {raw!r}") from None
     if timezone.is_naive(value):
@@ -255,6 +257,13 @@ def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | No
         raise _invalid(name, f"outside the years 1 to 9999 in UTC: {raw!r}") from None
 
 
+def _date_only(raw: str):
+    try:
+        return parse_date(raw)
+    except ValueError:
+        return None
+
+
 def datetime_interval_parse(raw: str | None) -> tuple[datetime | None, datetime | None]:
     """OGC API `datetime`: an instant, or `start/end` with `..` (or nothing) for open ends.
     Returns a half-open [start, end) range; an instant is a range of one microsecond, a
@@ -263,13 +272,13 @@ def datetime_interval_parse(raw: str | None) -> tuple[datetime | None, datetime 
         return None, None
     if "/" not in raw:
         start = _datetime("datetime", raw)
-        if parse_datetime(raw) is None:  # a date: the whole day
+        if _date_only(raw) is not None:  # a date: the whole day
             return start, _datetime("datetime", raw, end=True)
         return start, start + timedelta(microseconds=1)
     left, _, right = raw.partition("/")
     start = None if left in ("", "..") else _datetime("datetime", left)
     end = None if right in ("", "..") else _datetime("datetime", right, end=True)
-    if end is not None and parse_datetime(right) is not None:
+    if end is not None and _date_only(right) is None:
         end = end + timedelta(microseconds=1)  # closed interval in OGC: include the end instant
     if start and end and end <= start:
         raise _invalid("datetime", "the interval ends before it starts")
