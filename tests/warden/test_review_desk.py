@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from PIL import Image
 
 from fieldsync.sync.models import Attachment, Conflict, Device, QuarantinedMutation
@@ -254,7 +255,9 @@ def test_queue_filters_by_state_type_area_author_and_dates(world, records):
     assert rows_of(client.get(f"/review/?state=all&area={leigh_area}&type=observation")) == {
         str(records["leigh"]), str(old)}
     assert rows_of(client.get(f"/review/?state=all&author={world.users['warden2'].pk}")) == {str(old)}
-    since = (records_date := Observation.objects.get(pk=old).observed_at.date()) + timedelta(days=1)
+    # The desk's dates are the partnership's calendar days (TIME_ZONE), not UTC ones: near
+    # midnight the two differ.
+    since = (records_date := timezone.localdate(Observation.objects.get(pk=old).observed_at)) + timedelta(days=1)
     assert str(old) not in rows_of(client.get(f"/review/?state=all&date_from={since.isoformat()}"))
     assert rows_of(client.get(f"/review/?state=all&date_to={records_date.isoformat()}")) == {str(old)}
     # The filter offers only the supervisor's areas and the authors of records in scope.
