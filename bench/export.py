@@ -27,23 +27,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.sync import free_port, recreate_database  # noqa: E402
-
-PASSWORD = "bench-password-123"
-LEIGH = (-2.517, 53.4975)
-WIGAN = (-2.6325, 53.545)
-
-
-def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fieldsync")
-    parts = urlsplit(base)
-    name = (parts.path.lstrip("/") or "fieldsync") + "_export_bench"
-    return urlunsplit(parts._replace(path="/" + name))
+from bench.sync import (  # noqa: E402 - after the path is set, so the script runs from anywhere
+    LEIGH,
+    PASSWORD,
+    WIGAN,
+    bench_database_url,
+    free_port,
+    recreate_database,
+    start_gunicorn,
+)
 
 
 def setup_environment(url: str, n: int) -> None:
@@ -97,23 +94,6 @@ def seed(url: str, n: int) -> None:
     print(f"loaded {n:,} observations in {time.perf_counter() - started:.1f} s")
 
 
-def start_gunicorn(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "fieldsync.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
-         "--timeout", "900", "--log-level", "warning"],
-        cwd=ROOT, env=os.environ.copy(),
-    )
-    for _ in range(200):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gunicorn did not start")
-
-
 def worker_pid(master: int) -> int:
     for _ in range(100):
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -151,9 +131,9 @@ def fetch(port: int, path: str, username: str) -> tuple[int, int, float, dict]:
     return total, rows, elapsed, dict(response.getheaders())
 
 
-def run_case(port_base: int, username: str, fmt: str, n: int, url: str) -> None:
+def run_case(username: str, fmt: str, n: int, url: str) -> None:
     port = free_port()
-    server = start_gunicorn(port)
+    server = start_gunicorn(port, 1, "--timeout", "900")
     try:
         pid = worker_pid(server.pid)
         fetch(port, "/api/v1/records/observation?limit=10", username)  # warm: imports, plans, connection
@@ -205,7 +185,7 @@ def main() -> None:
     parser.add_argument("--formats", default="geojson,csv")
     parser.add_argument("--keep", action="store_true", help="reuse the bench database if it holds --n records")
     args = parser.parse_args()
-    url = bench_database_url()
+    url = bench_database_url("_export_bench")
     setup_environment(url, args.n)
     if not args.keep or not _has_records(url, args.n):
         recreate_database(url)
@@ -215,7 +195,7 @@ def main() -> None:
     for fmt in args.formats.split(","):
         # admin sees personal fields (a disclosure row first); the analyst sees them redacted.
         for username in ("admin", "analyst"):
-            run_case(0, username, fmt, args.n, url)
+            run_case(username, fmt, args.n, url)
     run_ogr2ogr(url, args.n)
 
 

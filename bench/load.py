@@ -33,33 +33,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import loadkit  # noqa: E402 - after the path is set, so the script runs from anywhere
-
-
-def load_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fieldsync")
-    parts = urlsplit(base)
-    name = (parts.path.lstrip("/") or "fieldsync") + "_load"
-    return urlunsplit(parts._replace(path="/" + name, query=""))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    name = parts.path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+# After the path is set, so the script runs from anywhere.
+from bench import loadkit  # noqa: E402
+from bench.sync import bench_database_url, recreate_database  # noqa: E402
 
 
 def django_setup(database_url: str) -> None:
@@ -157,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         result = loadkit.run_load(args.url.rstrip("/"), world, profile, verify=args.cafile or True,
                                   media_root=args.media_root, server=args.url)
     else:
-        url = load_database_url()
+        url = bench_database_url("_load")
         recreate_database(url)
         django_setup(url)
         from django.core.management import call_command

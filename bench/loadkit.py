@@ -22,11 +22,7 @@ import itertools
 import math
 import os
 import random
-import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import time
 import uuid
@@ -35,10 +31,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
+
+# The process handling of the deploy and fault tests, which start the same server.
+from tests.deploy.stack import Processes, child_env, free_port, group_members, redis_server_argv, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "load-handheld-password-7"
@@ -201,9 +199,6 @@ class Photo:
     width: int
     height: int
     content_type: str = "image/jpeg"
-
-    def data(self, maker: PhotoMaker) -> bytes:
-        return maker.bytes_of(self)
 
 
 class PhotoMaker:
@@ -679,7 +674,7 @@ class Handheld:
             if head.status_code == 200:
                 sent.statuses["head"] += 1  # an earlier upload made it; its answer was lost
             elif head.status_code == 404:
-                data = sent.photo.data(self.kit.photos)
+                data = self.kit.photos.bytes_of(sent.photo)
                 put = await self._call("attachment_put", "PUT", path, until=until, timeout=self.p.photo_timeout,
                                        content=data, content_type=sent.photo.content_type)
                 if put is None:
@@ -731,7 +726,7 @@ class Handheld:
 
     # --- the two profiles ------------------------------------------------------------------
 
-    async def steady(self, t0: float, until: float, drain_until: float) -> None:
+    async def steady(self, until: float, drain_until: float) -> None:
         """A shift: start at a random moment of the first interval, record and sync now and
         then, sometimes lose signal (recording on, syncing off, then a full round when the
         signal is back); after the shift, empty the outbox."""
@@ -850,7 +845,7 @@ async def _run(base_url: str, world: World, profile: Profile, verify: bool | str
         t0 = time.monotonic()
         if profile.name == "steady":
             until, drain_until = t0 + profile.duration, t0 + profile.duration + profile.drain_grace
-            await asyncio.gather(*(_guarded(kit, h.steady(t0, until, drain_until)) for h in handhelds))
+            await asyncio.gather(*(_guarded(kit, h.steady(until, drain_until)) for h in handhelds))
         else:
             start = asyncio.Event()
             tasks = [asyncio.create_task(_guarded(kit, h.storm(start, t0 + profile.deadline))) for h in handhelds]
@@ -1086,7 +1081,6 @@ class LoadReport:
     audit: Audit
     targets: dict[str, tuple[bool, str]]
     server_errors: int
-    figures: dict
     run: Run
 
     @property
@@ -1143,7 +1137,6 @@ def report(run: Run, result: Audit, *, server: str) -> LoadReport:
     lines.append(f"throughput: {len(answered)} mutations answered in {elapsed:.1f} s = "
                  f"{len(answered) / elapsed:.0f}/s; {stats.requests()} requests = {stats.requests() / elapsed:.1f}/s; "
                  f"{photos} photos stored")
-    figures: dict = {"elapsed_s": elapsed, "mutations": len(answered), "requests": stats.requests()}
     targets: dict[str, tuple[bool, str]] = {}
     if p.name == "storm":
         drained = [h.drained_at for h in run.handhelds]
@@ -1156,7 +1149,6 @@ def report(run: Run, result: Audit, *, server: str) -> LoadReport:
         else:
             drain = math.inf
             lines.append(f"drain: {sum(1 for d in drained if d is None)} handhelds never emptied their outbox")
-        figures["drain_s"] = drain
         targets[f"drained within {p.target_drain_s:.0f} s"] = (drain <= p.target_drain_s, f"{drain:.1f} s")
     lines.append("latency (answered requests, retries counted one by one):")
     lines += _latency_table(stats)
@@ -1174,7 +1166,6 @@ def report(run: Run, result: Audit, *, server: str) -> LoadReport:
     lines.append(f"AUDIT {'PASS' if result.passed else 'FAIL'}")
     push_ms = [v * 1000 for v in stats.latency.get("push", [])]
     p95 = percentile(push_ms, 95)
-    figures["push_p95_ms"] = p95
     server_errors = stats.server_errors()
     targets["zero lost"] = (result.lost == 0 and result.undelivered == 0,
                             f"{result.lost} lost, {result.undelivered} undelivered")
@@ -1185,8 +1176,7 @@ def report(run: Run, result: Audit, *, server: str) -> LoadReport:
         targets["no 5xx"] = (server_errors == 0, f"{server_errors} answers 5xx")
     lines.append("targets: " + "; ".join(f"{name}: {'PASS' if ok else 'FAIL'} ({what})"
                                          for name, (ok, what) in targets.items()))
-    return LoadReport(text="\n".join(lines), audit=result, targets=targets, server_errors=server_errors,
-                      figures=figures, run=run)
+    return LoadReport(text="\n".join(lines), audit=result, targets=targets, server_errors=server_errors, run=run)
 
 
 def run_load(base_url: str, world: World, profile: Profile, *, verify: bool | str = True,
@@ -1199,17 +1189,6 @@ def run_load(base_url: str, world: World, profile: Profile, *, verify: bool | st
 
 
 # --- a server of our own -------------------------------------------------------------------
-
-# Variables of a test or developer shell that would relax or redirect the children.
-RELAXING = {"DEBUG", "DATABASE_TEST_NAME", "DATABASE_REPLICA_URL", "DJANGO_ALLOW_ASYNC_UNSAFE",
-            "CELERY_TASK_ALWAYS_EAGER", "PYTEST_CURRENT_TEST", "FIELDSYNC_URLCONF"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Stack:
     """gunicorn with deploy/gunicorn.conf.py and `workers` workers, a Celery worker, and a Redis
@@ -1226,7 +1205,7 @@ class Stack:
         self.extra_env = env or {}
         self.ports = {"http": free_port(), "redis": free_port()}
         self.media_root = work_dir / "media"
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes = Processes(work_dir)
 
     @property
     def base_url(self) -> str:
@@ -1236,16 +1215,9 @@ class Stack:
         return f"{self.base_url} (gunicorn {self.workers} workers, Celery worker x{self.celery_concurrency})"
 
     def env(self, application_name: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in RELAXING}
-        redis = f"redis://127.0.0.1:{self.ports['redis']}/0"
-        parts = urlsplit(self.database_url)
-        query = {**dict(parse_qsl(parts.query)), "application_name": application_name}
-        env.update(
-            DJANGO_SETTINGS_MODULE="fieldsync.settings",
-            DATABASE_URL=urlunsplit(parts._replace(query=urlencode(query))),
-            REDIS_URL=redis, CELERY_BROKER_URL=redis, CELERY_RESULT_BACKEND=redis,
-            REDIS_CACHE_URL=f"redis://127.0.0.1:{self.ports['redis']}/1",
-            MEDIA_ROOT=str(self.media_root), FIELDSYNC_STORAGE="filesystem",
+        env = child_env(
+            database_url=self.database_url, application_name=application_name, redis_port=self.ports["redis"],
+            media_root=self.media_root,
             # Plain http on loopback with no proxy in front: production's https redirect off.
             FIELDSYNC_HTTPS="false",
             # Every handheld of the run enrols from this one address.
@@ -1257,42 +1229,28 @@ class Stack:
         env.setdefault("SECRET_KEY", "load-" + "k" * 60)
         return env
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        with (self.work_dir / f"{name}.log").open("wb") as log:
-            self.processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
-
-    def log(self, name: str) -> str:
-        path = self.work_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
     def _wait(self, check, what: str, timeout: float, log: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                if check():
-                    return
-            for name, process in self.processes.items():
+        """Until `check` holds; a process that exits meanwhile ends the wait with its log."""
+        def ready() -> bool:
+            for name, process in self.processes.started.items():
                 if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.log(name)[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"{what} not ready within {timeout:.0f} s:\n{self.log(log)[-3000:]}")
+                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.processes.log(name)[-3000:]}")
+            return check()
+
+        wait_until(ready, what, timeout, lambda: self.processes.log(log)[-3000:])
 
     def start(self) -> Stack:
         self.media_root.mkdir(parents=True, exist_ok=True)
-        redis_server = shutil.which("redis-server")
-        if not redis_server:
-            raise RuntimeError("redis-server is not installed (deploy/local/ensure-system.sh installs it)")
-        self._start("redis", [redis_server, "--port", str(self.ports["redis"]), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", str(self.work_dir)], dict(os.environ))
-        self._start("gunicorn", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-                                 "fieldsync.wsgi"], self.env("fieldsync-load"))
-        self._start("celery", [sys.executable, "-m", "celery", "-A", "fieldsync", "worker", "-l", "info",
-                               "-c", str(self.celery_concurrency), "-n", f"load-{uuid.uuid4().hex[:8]}@%h",
-                               "--without-gossip", "--without-mingle"], self.env("fieldsync-load-worker"))
+        self.processes.start("redis", redis_server_argv(self.ports["redis"], self.work_dir), dict(os.environ))
+        self.processes.start("gunicorn", [sys.executable, "-m", "gunicorn", "-c",
+                                          str(ROOT / "deploy" / "gunicorn.conf.py"), "fieldsync.wsgi"],
+                             self.env("fieldsync-load"))
+        self.processes.start("celery", [sys.executable, "-m", "celery", "-A", "fieldsync", "worker", "-l", "info",
+                                        "-c", str(self.celery_concurrency), "-n", f"load-{uuid.uuid4().hex[:8]}@%h",
+                                        "--without-gossip", "--without-mingle"], self.env("fieldsync-load-worker"))
         self._wait(lambda: httpx.get(self.base_url + "/readyz", timeout=2).status_code == 200, "gunicorn", 60,
                    "gunicorn")
-        self._wait(lambda: " ready." in self.log("celery"), "the Celery worker", 60, "celery")
+        self._wait(lambda: " ready." in self.processes.log("celery"), "the Celery worker", 60, "celery")
         return self
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -1301,12 +1259,12 @@ class Stack:
         recycled after max_requests, which a full-size run sees several times)."""
         tick = os.sysconf("SC_CLK_TCK")
         seconds = {}
-        for name, process in self.processes.items():
+        for name, process in self.processes.started.items():
             if name == "redis":
                 continue
             total = 0
-            for f in _group_stats(process.pid):
-                total += int(f[11]) + int(f[12])  # utime, stime
+            for fields in filter(None, map(_stat, group_members(process.pid))):
+                total += int(fields[11]) + int(fields[12])  # utime, stime
             leader = _stat(process.pid)
             if leader is not None:
                 total += int(leader[13]) + int(leader[14])  # cutime, cstime
@@ -1314,44 +1272,13 @@ class Stack:
         return seconds
 
     def stop(self) -> None:
-        """TERM each process group (graceful), then KILL the groups that still have live
-        members after 15 s (a process group id is not reused while a member lives, so these
-        are still ours)."""
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_group_alive(p.pid) for p in self.processes.values()):
-            for process in self.processes.values():
-                process.poll()  # reap the leaders, so they do not count as alive
-            time.sleep(0.1)
-        for process in self.processes.values():
-            if _group_alive(process.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
+        """TERM each process group (graceful), then KILL the groups still alive."""
+        self.processes.stop_all()
 
 
-def _stat(pid: int | str) -> list[str] | None:
-    """/proc/<pid>/stat fields after the command name (state is [0], pgrp [2], utime [11])."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat fields after the command name (utime is [11]), None once it is gone."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-
-
-def _group_stats(pgid: int) -> list[list[str]]:
-    """The stat fields of the live (not zombie) members of process group `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(entry.name)
-            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(fields)
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    """Some process of group `pgid` still runs (zombies do not count)."""
-    return bool(_group_stats(pgid))

@@ -135,10 +135,12 @@ def seed(world_size: dict) -> dict:
     return {"leigh": leigh.pk, "wigan": wigan.pk, "org": org.pk, "users": users}
 
 
-def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
+def start_gunicorn(port: int, workers: int, *options: str) -> subprocess.Popen:
+    """gunicorn on loopback with the environment as set up here; `options` are more of its
+    command-line options (bench/export.py: a longer --timeout)."""
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "fieldsync.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", str(workers), "--log-level", "warning"],
+         "-w", str(workers), "--log-level", "warning", *options],
         cwd=ROOT, env=os.environ.copy(),
     )
     for _ in range(100):
@@ -192,11 +194,8 @@ def bench_drf_baseline(port: int, token: str, batch: int, total: int) -> float:
         rows.append(json.dumps([observation()["data"] | {"id": str(uuid.uuid4())} for _ in range(batch)]).encode())
 
     def post(body):
-        client.conn.request("POST", "/bench/drf-bulk", body=body,
-                            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-        response = client.conn.getresponse()
-        data = response.read()
-        assert response.status == 201, data[:300]
+        status, data = client.call("POST", "/bench/drf-bulk", body)
+        assert status == 201, data[:300]
 
     post(rows[0])
     started = time.perf_counter()

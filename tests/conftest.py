@@ -27,3 +27,12 @@ def role_groups(db):
     from warden_app.services.roles import role_groups_ensure
 
     return role_groups_ensure()
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """An empty MEDIA_ROOT of the test's own: photos, thumbnails and export files land here."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    return root

@@ -404,13 +404,7 @@ def visible_fields(user, record_type: str, record, all_fields: frozenset[str]) -
     personal = PERSONAL_FIELDS.get(record_type, frozenset())
     if not personal:
         return all_fields
-    # Asked once per record of a pull page; memoised like personal_fields_for, on the
-    # same three columns (all_fields is the record type's constant field set).
-    key = ("visible", record_type, record.author_id, record.area_id, record.organisation_id, all_fields)
-    cache = _cache(user)
-    if key not in cache:
-        cache[key] = all_fields - (personal - personal_fields_for(user, record_type, record))
-    return cache[key]
+    return all_fields - (personal - personal_fields_for(user, record_type, record))
 
 
 def may_see_personal(user, record_type: str, record) -> bool:

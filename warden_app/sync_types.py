@@ -128,7 +128,7 @@ class FieldRecordPolicy:
             cursor.execute(
                 f"SELECT DISTINCT ON ({column}) {column}, note, created_at FROM {Review._meta.db_table} "
                 f"WHERE {column} = ANY(%s::uuid[]) AND decision <> 'comment' ORDER BY {column}, created_at DESC",
-                ["{" + ",".join(str(r["id"]) for r in rows) + "}"],
+                [sync_db.uuid_array(r["id"] for r in rows)],
             )
             by_record = {rid: (note, at) for rid, note, at in cursor.fetchall()}
         for row in rows:

@@ -103,7 +103,8 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Sync outcomes are written only by the engine; people resolve them elsewhere."""
+    """Rows written only by the code that acts (sync outcomes, the s.62 log, escalations):
+    the admin shows them and never adds, edits or deletes one."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

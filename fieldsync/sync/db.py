@@ -24,6 +24,12 @@ class _OrjsonbLoader(JsonbLoader):
         return orjson.loads(data)
 
 
+def uuid_array(ids) -> str:
+    """Ids as one `uuid[]` literal (bind it as `%s::uuid[]`): one text value for PostgreSQL
+    to parse, where a Python list is dumped element by element."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 def cursor() -> psycopg.Cursor:
     connection.ensure_connection()
     cur = psycopg.Cursor(connection.connection)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from . import db, registry, rows
 from .errors import SyncError
+from .feed import feed_touch
 from .fields import Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
 from .models import MutationStatus
@@ -647,8 +648,6 @@ class Batch:
                 rows.insert_rows(rtype, by_type_new.get(rtype.name, []))
                 rows.update_rows(rtype, by_type_changed.get(rtype.name, []))
         self._write_versions(versions)
-        from .feed import feed_touch
-
         feed_touch(feed_new, at=self.now, created=True)  # records are never hard-deleted: no old rows
         feed_touch(feed, at=self.now)
         self._write_receipts()

@@ -58,6 +58,10 @@ class RecordPolicy(Protocol):
 
     def visible_fields(self, user, row: Row) -> frozenset[str]: ...
 
+    @property
+    def personal_fields(self) -> frozenset[str]:
+        """Fields holding personal data: a pull page showing any of them is a consultation."""
+
     def server_view(self, row: Row) -> dict[str, Any]:
         """Server-owned fields sent with an upsert (area, author, review…)."""
 

@@ -172,7 +172,7 @@ class ManifestView(DeviceView):
             record_types[rtype.name] = {
                 "form_version": form[1] if form else None,
                 "schema": rtype.json_schema(form[2] if form else {}),
-                "personal_fields": sorted(getattr(rtype.policy, "personal_fields", ())),
+                "personal_fields": sorted(rtype.policy.personal_fields),
                 # The form version's code lists, e.g. which checklist issues are graded A-D.
                 "code_lists": {name: list(codes) for name, codes in (form[2] if form else {}).items()},
             }

@@ -2,7 +2,6 @@
 tests: the log chain, the DPO's API and admin, subjects' rights, retention, escalation."""
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+from tests.analysis.conftest import basic_client
 from tests.sync.conftest import IN_LEIGH, Handheld, mutation, observation_data
 from tests.warden.conftest import demo  # noqa: F401 (a fixture)
 
@@ -47,12 +47,7 @@ class DpoWorld:
                                                          base_version=base_version))
 
     def client(self, username: str | None) -> Client:
-        """HTTP Basic for `username` (anonymous for None), as API clients send it."""
-        client = Client()
-        if username:
-            raw = base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
-            client.defaults["HTTP_AUTHORIZATION"] = f"Basic {raw}"
-        return client
+        return basic_client(username)
 
 
 @pytest.fixture

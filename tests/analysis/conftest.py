@@ -58,12 +58,7 @@ class AnalysisWorld:
         return record_id
 
     def client(self, username: str | None) -> Client:
-        """A client sending HTTP Basic for `username` (anonymous for None)."""
-        client = Client()
-        if username:
-            raw = base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
-            client.defaults["HTTP_AUTHORIZATION"] = f"Basic {raw}"
-        return client
+        return basic_client(username)
 
 
 def build_analysis_world() -> AnalysisWorld:
@@ -114,17 +109,17 @@ def tworld(transactional_db, media) -> AnalysisWorld:
     return build_analysis_world()
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    root = tmp_path / "media"
-    root.mkdir()
-    settings.MEDIA_ROOT = root
-    return root
-
-
 def basic(username: str) -> dict:
     raw = base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
     return {"HTTP_AUTHORIZATION": f"Basic {raw}"}
+
+
+def basic_client(username: str | None) -> Client:
+    """A client sending HTTP Basic for `username` (anonymous for None), as API clients do."""
+    client = Client()
+    if username:
+        client.defaults.update(basic(username))
+    return client
 
 
 def log_rows(**filters):

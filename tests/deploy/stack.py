@@ -1,6 +1,7 @@
-"""Pieces of the production shape for tests: ports, a self-signed certificate, nginx with
-deploy/nginx/fieldsync.conf as written (only addresses and paths swapped), and processes
-that are always stopped by the test that started them."""
+"""Pieces of the production shape for tests (and for bench/loadkit.py's server): ports, the
+environment of child processes, a self-signed certificate, nginx with
+deploy/nginx/fieldsync.conf as written (only addresses and paths swapped), a Redis of one's
+own, and processes that are always stopped by whoever started them."""
 from __future__ import annotations
 
 import contextlib
@@ -11,12 +12,26 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import redis
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DEPLOY = BASE_DIR / "deploy"
 NGINX_CONF = DEPLOY / "nginx" / "fieldsync.conf"
+SYSTEM_HINT = "deploy/local/ensure-system.sh installs it (make test runs it)"
+# Variables of a test run or a developer's shell that must not reach the children: they would
+# relax the production defaults, or point the children at what belongs to the test run rather
+# than to the test.
+NOT_INHERITED = frozenset({
+    "DEBUG", "DATABASE_TEST_NAME", "DATABASE_REPLICA_URL", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS",
+    "DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_TASK_ALWAYS_EAGER", "PYTEST_CURRENT_TEST", "FIELDSYNC_URLCONF",
+    "CACHE_KEY_PREFIX",
+})
 
 
 def child_database_url(application_name: str) -> str:
@@ -30,10 +45,63 @@ def child_database_url(application_name: str) -> str:
     return f"postgres://{credentials}@{host}/{quote(s['NAME'])}?application_name={application_name}"
 
 
+def with_application_name(url: str, name: str) -> str:
+    """The same database URL; application_name tells the sessions of each process apart in
+    pg_stat_activity."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query)) | {"application_name": name}
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def child_env(*, database_url: str, application_name: str, redis_port: int, media_root: Path,
+              drop: frozenset[str] = frozenset(), **extra: str) -> dict[str, str]:
+    """The environment of an app server or Celery process: ours without NOT_INHERITED (nor
+    `drop`), the production settings on `database_url`, the Redis on `redis_port` as broker,
+    result store and cache, photos on local disk under `media_root`, then `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED | drop}
+    redis_base = f"redis://127.0.0.1:{redis_port}"
+    env.update(
+        DJANGO_SETTINGS_MODULE="fieldsync.settings",
+        DATABASE_URL=with_application_name(database_url, application_name),
+        REDIS_URL=f"{redis_base}/0",
+        CELERY_BROKER_URL=f"{redis_base}/0",
+        CELERY_RESULT_BACKEND=f"{redis_base}/0",
+        REDIS_CACHE_URL=f"{redis_base}/1",
+        MEDIA_ROOT=str(media_root),
+        FIELDSYNC_STORAGE="filesystem",
+        **extra,
+    )
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float,
+               detail: Callable[[], str] = lambda: "") -> None:
+    """Poll `check` until it is true; connection errors count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, psycopg.Error, redis.RedisError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{detail()}")
+        time.sleep(0.1)
+
+
+def redis_server_argv(port: int, directory: Path) -> list[str]:
+    """A redis-server of one's own on loopback: queues and throttle counters shared with no
+    other run; nothing is saved, so a restart starts it empty."""
+    found = shutil.which("redis-server")
+    assert found, f"redis-server is not installed: {SYSTEM_HINT}"
+    return [found, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(directory)]
 
 
 def nginx_binary() -> str:

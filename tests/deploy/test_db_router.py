@@ -17,13 +17,11 @@ from django.core.cache import cache
 from fieldsync.db_router import REPLICA, PrimaryReplicaRouter, on_replica, read_alias
 from tests.sync.conftest import IN_LEIGH, IN_WIGAN, build_world, mutation, observation_data
 
-from .stack import BASE_DIR, child_database_url
-
-RELAXING = {"DEBUG", "DATABASE_TEST_NAME", "DATABASE_REPLICA_URL", "PYTEST_CURRENT_TEST"}
+from .stack import BASE_DIR, NOT_INHERITED, child_database_url
 
 
 def probe(username: str, *, replica: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in RELAXING}
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(DJANGO_SETTINGS_MODULE="fieldsync.settings", FIELDSYNC_HTTPS="false",
                DATABASE_URL=child_database_url("probe-primary"))
     if replica:
@@ -92,7 +90,11 @@ def test_without_a_replica_everything_reads_the_primary(committed_world):
                  "consultation_on_replica"):
         assert aliases(found[name]) == {"default"}, name
     assert found["read_alias"] == {"outside": "default", "inside": "default"}
-    assert len(found["aggregate"]["value"]) == 2
+    areas = committed_world.areas
+    assert found["aggregate"]["value"] == [{"area_id": areas["leigh"].pk, "n": 3},
+                                           {"area_id": areas["wigan"].pk, "n": 1}]
+    assert found["raw_aggregate"]["value"] == 4 and found["plain_read"]["value"] == 4
+    assert found["consultation_on_replica"]["value"] == 4 and found["consultations_logged"] == 1
 
 
 def test_router_rules():

@@ -17,13 +17,12 @@ import io
 import os
 import queue
 import re
-import shutil
 import ssl
 import subprocess
 import sys
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,10 +38,13 @@ from .stack import (
     DEPLOY,
     Processes,
     child_database_url,
+    child_env,
     free_port,
     nginx_binary,
+    redis_server_argv,
     render_site_conf,
     self_signed_cert,
+    wait_until,
     write_nginx_conf,
 )
 
@@ -50,22 +52,6 @@ pytestmark = pytest.mark.slow
 
 BATCHES = 24  # pushes of 10 mutations: 4 observations created and edited, an audit, an item
 PUSHERS = 3  # concurrent connections, so pushes are in flight on both app servers
-# Variables of the test run that would relax the production defaults in the children.
-RELAXING = {"DEBUG", "FIELDSYNC_HTTPS", "DATABASE_TEST_NAME", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS",
-            "DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_TASK_ALWAYS_EAGER", "PYTEST_CURRENT_TEST"}
-
-
-def wait_until(check, what: str, timeout: float, processes: Processes | None = None, log: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.1)
-    detail = processes.log(log)[-3000:] if processes and log else ""
-    raise AssertionError(f"{what} not within {timeout:.0f} s\n{detail}")
 
 
 class Stack:
@@ -88,29 +74,18 @@ class Stack:
                             timeout=60, **kwargs)
 
     def env(self, application_name: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in RELAXING}
-        redis = f"redis://127.0.0.1:{self.ports['redis']}/0"
-        env.update(
-            DJANGO_SETTINGS_MODULE="fieldsync.settings",
-            DATABASE_URL=child_database_url(application_name),
-            REDIS_URL=redis,
-            CELERY_BROKER_URL=redis,
-            CELERY_RESULT_BACKEND=redis,
-            REDIS_CACHE_URL=f"redis://127.0.0.1:{self.ports['redis']}/1",
-            STATIC_ROOT=str(self.static),
-            MEDIA_ROOT=str(self.media),
-            FIELDSYNC_STORAGE="filesystem",
-            **extra,
-        )
-        env.pop("DATABASE_REPLICA_URL", None)
-        return env
+        # FIELDSYNC_HTTPS is not inherited either: the production default (on) is under test.
+        return child_env(database_url=child_database_url(application_name), application_name=application_name,
+                         redis_port=self.ports["redis"], media_root=self.media, drop=frozenset({"FIELDSYNC_HTTPS"}),
+                         STATIC_ROOT=str(self.static), **extra)
+
+    def log_tail(self, name: str) -> Callable[[], str]:
+        """For wait_until: the end of a process's log, read when the wait fails."""
+        return lambda: self.processes.log(name)[-3000:]
 
     def start(self) -> None:
         p = self.processes
-        redis_server = shutil.which("redis-server")
-        assert redis_server, "redis-server is not installed (deploy/local/ensure-system.sh)"
-        p.start("redis", [redis_server, "--port", str(self.ports["redis"]), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", str(self.tmp)], os.environ.copy())
+        p.start("redis", redis_server_argv(self.ports["redis"], self.tmp), os.environ.copy())
         # collectstatic with the project's STORAGES, into the directory nginx serves.
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
                        cwd=DEPLOY.parent, env=self.env("collectstatic"), check=True, timeout=120)
@@ -136,9 +111,9 @@ class Stack:
         for name in ("a", "b"):
             url = f"http://127.0.0.1:{self.ports[name]}/readyz"
             wait_until(lambda url=url: httpx.get(url, timeout=2).status_code == 200,
-                       f"gunicorn {name} ready", 40, p, f"gunicorn-{name}")
-        wait_until(lambda: self.client().get("/readyz").status_code == 200, "nginx", 20, p, "nginx")
-        wait_until(lambda: " ready." in p.log("worker"), "the Celery worker", 40, p, "worker")
+                       f"gunicorn {name} ready", 40, self.log_tail(f"gunicorn-{name}"))
+        wait_until(lambda: self.client().get("/readyz").status_code == 200, "nginx", 20, self.log_tail("nginx"))
+        wait_until(lambda: " ready." in p.log("worker"), "the Celery worker", 40, self.log_tail("worker"))
 
     def nginx_error_log(self) -> str:
         path = self.nginx_prefix / "logs" / "error.log"
@@ -251,9 +226,7 @@ def test_a_sync_round_survives_losing_an_app_server(stack):
 
     # Hold every push mid-transaction (receipts cannot be written), until app server A has a
     # push in flight; then SIGKILL A's whole process group: master and both workers.
-    s = connection.settings_dict
-    holder = psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
-                             password=s["PASSWORD"], dbname=s["NAME"], application_name="deploy-test-lock")
+    holder = psycopg.connect(child_database_url("deploy-test-lock"))
     try:
         holder.execute("LOCK TABLE sync_receipt IN EXCLUSIVE MODE")
         wait_until(lambda: waiting_sessions("fieldsync-a") >= 1, "a push in flight on server A", 30)
@@ -324,7 +297,7 @@ def test_a_sync_round_survives_losing_an_app_server(stack):
         upload = client.put(f"/api/v1/attachments/{address}", content=photo, headers={"Content-Type": "image/png"})
     assert upload.status_code == 201, upload.text
     wait_until(lambda: bool(Attachment.objects.get(sha256=address).thumbnail), "the thumbnail", 30,
-               stack.processes, "worker")
+               stack.log_tail("worker"))
     assert (stack.media / Attachment.objects.get(sha256=address).thumbnail.name).is_file()
 
 

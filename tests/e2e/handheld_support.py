@@ -1,4 +1,5 @@
-"""Driving the warden handheld app (/warden/) in a real Chromium: a page object and helpers.
+"""Driving fieldsync in a real Chromium: the one way every browser test launches Debian's
+chromium and opens its contexts, and a page object for the warden handheld app (/warden/).
 
 The app is used only as a warden would use it (labels, buttons); the tests look at the
 server through the ORM and at the browser's storage through page.evaluate.
@@ -12,8 +13,10 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from django.db import connections
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the test body
 # are still synchronous and safe.
@@ -31,9 +34,7 @@ PIN = "482916"
 # Leigh town centre, inside tests.sync.conftest.LEIGH_BOX, with a good fix.
 GEO = {"latitude": 53.4975, "longitude": -2.517, "accuracy": 8}
 PHONE = {"width": 360, "height": 780}
-
-# make test installs Debian's chromium; without it these tests fail rather than skip.
-needs_chromium = pytest.mark.e2e
+DESKTOP = {"width": 1280, "height": 1000}
 
 # Every object store of every IndexedDB database of the origin, keys and values, with
 # binary data decoded both as windows-1252 and UTF-8 so any plain text would show.
@@ -78,17 +79,65 @@ def jpeg_bytes(colour=(200, 40, 40), size=(640, 480)) -> bytes:
 
 
 @contextmanager
-def chromium_context(**options):
-    settings = {"viewport": PHONE, "geolocation": GEO, "permissions": ["geolocation"], "service_workers": "allow",
-                "locale": "en-GB", "timezone_id": "Europe/London", **options}
+def chromium():
+    """Debian's chromium (make test installs it: missing, a test fails rather than skips),
+    closed afterwards. One browser carries several contexts, each as separate as two phones."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(**settings)
-            context.set_default_timeout(20_000)
-            yield context
+            yield browser
         finally:
             browser.close()
+            # Inside Playwright's block the ORM ran in its own context (asgiref locals), on a
+            # connection of its own: close it, or the test database cannot be dropped.
+            connections.close_all()
+
+
+def new_context(browser, **options):
+    context = browser.new_context(**options)
+    context.set_default_timeout(20_000)
+    return context
+
+
+def phone_context(browser, **options):
+    """A context as a warden's phone: small screen, a good GPS fix, UK locale."""
+    return new_context(browser, **{
+        "viewport": PHONE, "geolocation": GEO, "permissions": ["geolocation"], "service_workers": "allow",
+        "locale": "en-GB", "timezone_id": "Europe/London", **options})
+
+
+@contextmanager
+def chromium_context(**options):
+    """A browser with one phone context, for a test that needs no more."""
+    with chromium() as browser:
+        yield phone_context(browser, **options)
+
+
+def local_only(context, base_url: str) -> list[str]:
+    """Cut the context off from everything but the live server: any other request is aborted.
+    Answers the list the aborted URLs are added to."""
+    server = urlsplit(base_url)
+    aborted: list[str] = []
+
+    def handle(route):
+        url = urlsplit(route.request.url)
+        if (url.scheme, url.hostname, url.port) == (server.scheme, server.hostname, server.port):
+            route.continue_()
+        else:
+            aborted.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", handle)
+    return aborted
+
+
+def sign_in(page, username: str, password: str, lands_on: str):
+    """Fill in the Django login form the page shows (review desk or admin), send it, and wait
+    to land on `lands_on` (a URL or glob)."""
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.locator("form", has=page.locator("#id_password")).locator("[type=submit]").click()
+    page.wait_for_url(lands_on)
 
 
 class Handheld:

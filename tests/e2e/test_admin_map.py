@@ -1,30 +1,17 @@
 """A real Chromium, cut off from everything but the live server, logs into the admin as the
 admin role and sees an area's Leaflet map draw: no CDN and no tile server is ever asked."""
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.gis.geos import MultiPolygon, Polygon
 
+from tests.e2e.handheld_support import ARTIFACTS, DESKTOP, local_only, sign_in
 from warden_app.models import Area, BoundarySet, Organisation, User
 from warden_app.roles import Role
 from warden_app.services.roles import role_groups_ensure
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
-# body are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "fieldsync-demo-e2e"
 
 
@@ -53,61 +40,43 @@ def area_and_admin(transactional_db):
     return area, user
 
 
-@pytest.mark.e2e  # make test installs Debian's chromium: missing, this fails rather than skips
-def test_area_map_renders_offline_in_admin_and_docs_stay_local(live_server, area_and_admin):
+def test_area_map_renders_offline_in_admin_and_docs_stay_local(live_server, area_and_admin, browser):
     area, user = area_and_admin
     server = urlsplit(live_server.url)
     requested: list[str] = []
-    aborted: list[str] = []
     page_errors: list[str] = []
     console: list[str] = []
 
-    def local_only(route):
-        url = urlsplit(route.request.url)
-        if (url.scheme, url.hostname, url.port) == (server.scheme, server.hostname, server.port):
-            route.continue_()
-        else:
-            aborted.append(route.request.url)
-            route.abort()
+    context = browser.new_context(viewport=DESKTOP)
+    aborted = local_only(context, live_server.url)
+    page = context.new_page()
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    page.on("requestfailed", lambda r: console.append(f"FAILED {r.url} {r.failure}"))
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.route("**/*", local_only)
-            page = context.new_page()
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.on("requestfailed", lambda r: console.append(f"FAILED {r.url} {r.failure}"))
+    change_url = f"/admin/warden_app/area/{area.pk}/change/"
+    page.goto(f"{live_server.url}/admin/login/?next={change_url}")
+    sign_in(page, user.username, PASSWORD, lands_on=f"**{change_url}")
 
-            change_url = f"/admin/warden_app/area/{area.pk}/change/"
-            page.goto(f"{live_server.url}/admin/login/?next={change_url}")
-            page.fill("#id_username", user.username)
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url(f"**{change_url}")
+    map_container = page.locator("#id_geom-map.leaflet-container")
+    map_container.wait_for(state="visible", timeout=15_000)
+    assert map_container.is_visible()
+    # The stored area is drawn as a vector path, with no basemap behind it.
+    page.locator("#id_geom-map .leaflet-overlay-pane path").first.wait_for(timeout=10_000)
+    assert page.locator("#id_geom-map .leaflet-tile").count() == 0
+    # It is editable: Leaflet.draw's toolbar is there.
+    assert page.locator("#id_geom-map .leaflet-draw").count() == 1
 
-            map_container = page.locator("#id_geom-map.leaflet-container")
-            map_container.wait_for(state="visible", timeout=15_000)
-            assert map_container.is_visible()
-            # The stored area is drawn as a vector path, with no basemap behind it.
-            page.locator("#id_geom-map .leaflet-overlay-pane path").first.wait_for(timeout=10_000)
-            assert page.locator("#id_geom-map .leaflet-tile").count() == 0
-            # It is editable: Leaflet.draw's toolbar is there.
-            assert page.locator("#id_geom-map .leaflet-draw").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-area-map.png"), full_page=True)
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "admin-area-map.png"), full_page=True)
-
-            # The API docs render from the sidecar's local bundles.
-            page.goto(f"{live_server.url}/api/docs/")
-            page.locator(".swagger-ui .info .title").wait_for(timeout=15_000)
-            page.goto(f"{live_server.url}/api/redoc/")
-            page.locator(".api-info h1, [role=main] h1, redoc h1").first.wait_for(timeout=15_000)
-            page.screenshot(path=str(ARTIFACTS / "api-redoc.png"))
-        finally:
-            browser.close()
+    # The API docs render from the sidecar's local bundles.
+    page.goto(f"{live_server.url}/api/docs/")
+    page.locator(".swagger-ui .info .title").wait_for(timeout=15_000)
+    page.goto(f"{live_server.url}/api/redoc/")
+    page.locator(".api-info h1, [role=main] h1, redoc h1").first.wait_for(timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "api-redoc.png"))
 
     foreign = [
         url for url in requested

@@ -10,21 +10,10 @@ warden app opens another author's record read only.
 import uuid
 
 import pytest
-from django.core.cache import cache
-from django.db import connections
 
 from fieldsync.sync.models import Conflict, RecordVersion
-from tests.e2e.handheld_support import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    GEO,
-    PHONE,
-    Handheld,
-    needs_chromium,
-    sync_playwright,
-)
-from tests.sync.conftest import PASSWORD, build_world, now_iso
+from tests.e2e.handheld_support import ARTIFACTS, DESKTOP, Handheld, new_context, phone_context, sign_in
+from tests.sync.conftest import PASSWORD, now_iso
 from warden_app.models import Observation, Review
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -33,33 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 CONFLICT_BANNER = "Someone else changed the same fields"
 
 
-@pytest.fixture
-def world(transactional_db, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()  # throttle counters of earlier tests live in Redis
-    return build_world()
-
-
-@pytest.fixture
-def browser():
-    """One Chromium for every device of a test: a context each is as separate as two phones,
-    and one browser process is what two shared cores can carry."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            # The ORM calls made under Playwright's loop hold a connection of their own; left
-            # open, it keeps the test database from being dropped.
-            connections.close_all()
-
-
 def handheld(browser, base_url: str, label: str) -> Handheld:
-    context = browser.new_context(viewport=PHONE, geolocation=GEO, permissions=["geolocation"],
-                                  service_workers="allow", locale="en-GB", timezone_id="Europe/London")
-    context.set_default_timeout(20_000)
-    app = Handheld(context, base_url).open()
+    app = Handheld(phone_context(browser), base_url).open()
     app.login("warden", PASSWORD, label=label)
     return app
 
@@ -99,8 +63,7 @@ class Desk:
 
     def __init__(self, browser, base_url: str):
         self.base = base_url
-        self.context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        self.context.set_default_timeout(20_000)
+        self.context = new_context(browser, viewport=DESKTOP)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -108,10 +71,7 @@ class Desk:
     def login(self):
         self.page.goto(f"{self.base}/review/")
         self.page.wait_for_url("**/review/login/?next=/review/")
-        self.page.fill("#id_username", "supervisor")
-        self.page.fill("#id_password", PASSWORD)
-        self.page.click("form.login button[type=submit]")
-        self.page.wait_for_url(f"{self.base}/review/")
+        sign_in(self.page, "supervisor", PASSWORD, lands_on=f"{self.base}/review/")
         return self
 
     def screenshot(self, name: str):
@@ -184,7 +144,6 @@ def api_correct(browser, base_url: str, record_id, changes: dict) -> int:
         context.close()
 
 
-@needs_chromium
 def test_two_handhelds_of_one_warden_edit_one_field_offline_and_converge_on_the_desks_choice(
         live_server, world, browser):
     first = handheld(browser, live_server.url, "Handheld 1")
@@ -242,7 +201,6 @@ def test_two_handhelds_of_one_warden_edit_one_field_offline_and_converge_on_the_
     assert conflict.resolution["version"] == observation.version == 3
 
 
-@needs_chromium
 def test_offline_edit_against_a_supervisors_online_correction_is_resolved_on_the_desk(
         live_server, world, browser):
     app = handheld(browser, live_server.url, "Handheld 1")
@@ -289,7 +247,6 @@ def test_offline_edit_against_a_supervisors_online_correction_is_resolved_on_the
     assert conflict.resolution["version"] == observation.version == 3  # keeping the server's side changes nothing
 
 
-@needs_chromium
 def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live_server, world, browser):
     note = "Say what action you took"
     app = handheld(browser, live_server.url, "Handheld 1")
@@ -330,6 +287,7 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
 
     # The refused page shows version 3 and decides on it: pressing Approve again works.
     assert desk.page.get_by_text("Youths on the wall, moved on").count() == 1
+    assert desk.page.locator("form.decision input[name=version]").input_value() == "3"
     desk.decide("Approve")
     desk.page.locator("#review-state", has_text="Approved").wait_for()
     desk.screenshot("approved-new-version")
@@ -357,7 +315,6 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     app.assert_clean()
 
 
-@needs_chromium
 def test_an_edit_made_offline_while_the_supervisor_approved_says_so_on_the_handheld(live_server, world, browser):
     app = handheld(browser, live_server.url, "Handheld 1")
     app.wait_offline_ready()

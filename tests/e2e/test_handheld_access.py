@@ -2,10 +2,9 @@
 sideways, every target is at least 48 px, focus is always visible, the whole flow works
 from the keyboard; and a poor GPS fix asks for a pin on the (tile-less, local) map."""
 import pytest
-from django.core.cache import cache
 
-from tests.e2e.handheld_support import GEO, PIN, Handheld, chromium_context, needs_chromium
-from tests.sync.conftest import PASSWORD, build_world
+from tests.e2e.handheld_support import GEO, PIN, Handheld, chromium_context
+from tests.sync.conftest import PASSWORD
 from warden_app.models import Observation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -31,13 +30,6 @@ FOCUS_JS = """() => {
 }"""
 
 
-@pytest.fixture
-def world(transactional_db, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()
-    return build_world()
-
-
 def tab_to(app: Handheld, matches, limit: int = 80) -> dict:
     """Press Tab until the focused element matches; every stop must show its focus."""
     for _ in range(limit):
@@ -56,7 +48,6 @@ def check_layout(app: Handheld, screen: str):
     assert not small, f"targets under 48 px on {screen}: {small}"
 
 
-@needs_chromium
 def test_keyboard_only_on_a_360px_phone_with_48px_targets(live_server, world):
     with chromium_context() as context:
         app = Handheld(context, live_server.url).open()
@@ -119,7 +110,6 @@ def test_keyboard_only_on_a_360px_phone_with_48px_targets(live_server, world):
     assert observation.action_taken == ["warning"]
 
 
-@needs_chromium
 def test_a_poor_fix_asks_for_a_pin_on_the_local_map(live_server, world):
     poor = {**GEO, "accuracy": 400}
     with chromium_context(geolocation=poor) as context:

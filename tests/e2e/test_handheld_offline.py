@@ -5,21 +5,13 @@ import hashlib
 import pytest
 from django.conf import settings
 from django.contrib.staticfiles import finders
-from django.core.cache import cache
 
 from fieldsync.sync.models import Attachment
-from tests.e2e.handheld_support import GEO, PIN, Handheld, chromium_context, jpeg_bytes, needs_chromium
-from tests.sync.conftest import PASSWORD, build_world
+from tests.e2e.handheld_support import GEO, PIN, Handheld, chromium_context, jpeg_bytes
+from tests.sync.conftest import PASSWORD
 from warden_app.models import AuditItem, Observation, StreetAudit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def world(transactional_db, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()  # throttle counters of earlier tests live in Redis
-    return build_world()
 
 
 def test_shell_manifest_and_service_worker_are_served_for_the_app(client):
@@ -48,7 +40,6 @@ def test_shell_manifest_and_service_worker_are_served_for_the_app(client):
     assert "/api/" in source  # the API is explicitly kept out of the cache
 
 
-@needs_chromium
 def test_warden_records_offline_reloads_and_syncs_into_postgis(live_server, world):
     warden = world.users["warden"]
     observation_photo = jpeg_bytes((180, 30, 30))

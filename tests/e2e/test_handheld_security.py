@@ -3,12 +3,11 @@ device wipes itself, and an app that has not synced for too long keeps records c
 import json
 
 import pytest
-from django.core.cache import cache
 
 from fieldsync.sync.models import Device
 from fieldsync.sync.services.devices import device_revoke
-from tests.e2e.handheld_support import PIN, Handheld, chromium_context, needs_chromium
-from tests.sync.conftest import PASSWORD, build_world
+from tests.e2e.handheld_support import PIN, Handheld, chromium_context
+from tests.sync.conftest import PASSWORD
 from warden_app.models import Observation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -18,20 +17,12 @@ SECRET_NAME = "Jane Quinlan-Example"
 SECRET_CLOTHES = "tall woman, green anorak"
 
 
-@pytest.fixture
-def world(transactional_db, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()  # throttle counters of earlier tests live in Redis
-    return build_world()
-
-
 def stored_text(dump: list[dict]) -> str:
     """Every key and value the origin's IndexedDB holds, as one string (database and store
     names left out: they are ours, not data)."""
     return json.dumps([[store["keys"], store["values"]] for store in dump], ensure_ascii=False)
 
 
-@needs_chromium
 def test_revoked_handheld_wipes_all_local_data_at_next_sync(live_server, world):
     with chromium_context() as context:
         app = Handheld(context, live_server.url).open()
@@ -63,7 +54,6 @@ def test_revoked_handheld_wipes_all_local_data_at_next_sync(live_server, world):
     assert Observation.objects.filter(description="Seen before the phone went missing").exists()
 
 
-@needs_chromium
 def test_locked_app_shows_no_record_and_indexeddb_holds_only_ciphertext(live_server, world):
     with chromium_context() as context:
         app = Handheld(context, live_server.url).open()
@@ -121,7 +111,6 @@ def test_locked_app_shows_no_record_and_indexeddb_holds_only_ciphertext(live_ser
         app.assert_clean()
 
 
-@needs_chromium
 def test_app_locks_itself_when_idle_and_keeps_what_was_being_typed(live_server, world, settings):
     settings.HANDHELD_IDLE_LOCK_MINUTES = 0.15  # 9 seconds
     with chromium_context() as context:
@@ -154,7 +143,6 @@ def test_app_locks_itself_when_idle_and_keeps_what_was_being_typed(live_server, 
         app.assert_clean()
 
 
-@needs_chromium
 def test_records_stay_closed_after_too_long_without_sync_until_signed_in_online(live_server, world, settings):
     settings.HANDHELD_MAX_DAYS_WITHOUT_SYNC = 12 / 86400  # 12 seconds
     with chromium_context() as context:

@@ -5,23 +5,15 @@ import hashlib
 import uuid
 
 import pytest
-from django.core.cache import cache
 
 from fieldsync.sync.models import Attachment
-from tests.e2e.handheld_support import GEO, Handheld, chromium_context, jpeg_bytes, needs_chromium
-from tests.sync.conftest import PASSWORD, build_world, mutation, observation_data
+from tests.e2e.handheld_support import GEO, Handheld, chromium_context, jpeg_bytes
+from tests.sync.conftest import PASSWORD, mutation, observation_data
 from warden_app.models import Observation
 from warden_app.services.review import review_decide
 from warden_app.services.teams import team_set_areas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def world(transactional_db, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()  # throttle counters of earlier tests live in Redis
-    return build_world()
 
 
 def record_shown(app: Handheld, type_hash: str, record_id) -> bool:
@@ -30,7 +22,6 @@ def record_shown(app: Handheld, type_hash: str, record_id) -> bool:
     return app.screen() != "missing"
 
 
-@needs_chromium
 def test_deleted_elsewhere_and_evicted_records_disappear_after_sync(live_server, world):
     other_phone = world.enrol("warden", label="second handheld")
     colleague = world.enrol("warden2")
@@ -72,7 +63,6 @@ def test_deleted_elsewhere_and_evicted_records_disappear_after_sync(live_server,
         app.assert_clean()
 
 
-@needs_chromium
 def test_record_returned_with_issues_is_fixed_offline_with_two_edits_on_one_base(live_server, world):
     with chromium_context() as context:
         app = Handheld(context, live_server.url).open()
@@ -120,7 +110,6 @@ def test_record_returned_with_issues_is_fixed_offline_with_two_edits_on_one_base
     assert observation.action_taken == ["advice"]
 
 
-@needs_chromium
 def test_resync_required_drops_cursor_and_copies_but_keeps_the_outbox(live_server, world, settings):
     colleague = world.enrol("warden2")
     colleague_id = uuid.uuid4()
@@ -144,7 +133,6 @@ def test_resync_required_drops_cursor_and_copies_but_keeps_the_outbox(live_serve
     assert Observation.objects.filter(description="Waiting while the server forgets cursors").exists()
 
 
-@needs_chromium
 def test_interrupted_photo_upload_resumes_with_head_then_put(live_server, world):
     photo = jpeg_bytes((20, 60, 160))
     sha = hashlib.sha256(photo).hexdigest()
@@ -197,7 +185,6 @@ def test_interrupted_photo_upload_resumes_with_head_then_put(live_server, world)
     assert observation.photos == [sha, other_sha]
 
 
-@needs_chromium
 def test_a_rejected_change_stays_visible_with_its_reasons_until_fixed(live_server, world):
     with chromium_context() as context:
         app = Handheld(context, live_server.url).open()

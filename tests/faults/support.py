@@ -15,66 +15,36 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import psycopg
 import redis
 
-from tests.deploy.stack import BASE_DIR, DEPLOY, Processes, free_port, group_members
+from tests.deploy.stack import (
+    BASE_DIR,
+    DEPLOY,
+    SYSTEM_HINT,
+    Processes,
+    child_env,
+    free_port,
+    group_members,
+    redis_server_argv,
+    wait_until,
+)
 from tests.sync.conftest import PASSWORD, audit_data, item_data, mutation, observation_data
 
 PG_MAJOR = os.environ.get("PG_MAJOR") or "15"
 PG_BINDIR = Path(os.environ.get("PG_BINDIR") or f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-SYSTEM_HINT = "deploy/local/ensure-system.sh installs it (make test runs it)"
-# Variables of the test run that must not reach the children: they would relax the production
-# defaults, or point the children at what belongs to the test run rather than to the test.
-NOT_INHERITED = {
-    "DEBUG", "DATABASE_TEST_NAME", "DATABASE_REPLICA_URL", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS",
-    "DJANGO_ALLOW_ASYNC_UNSAFE", "CELERY_TASK_ALWAYS_EAGER", "PYTEST_CURRENT_TEST", "FIELDSYNC_URLCONF",
-    "CACHE_KEY_PREFIX",
-}
 RECORD_TABLES = ("warden_app_observation", "warden_app_streetaudit", "warden_app_audititem")
 PROTOCOL_ERROR_KEYS = {"code", "message", "fields"}
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} is not installed: {SYSTEM_HINT}"
-    return found
-
-
-def wait_until(check: Callable[[], object], what: str, timeout: float,
-               detail: Callable[[], str] = lambda: "") -> None:
-    """Poll `check` until it is true; connection errors count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError, psycopg.Error, redis.RedisError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{detail()}")
-        time.sleep(0.1)
 
 
 def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
     return False
-
-
-def with_application_name(url: str, name: str) -> str:
-    """The same database URL; application_name tells the sessions of each process apart in
-    pg_stat_activity."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query)) | {"application_name": name}
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def is_protocol_error(response: httpx.Response) -> bool:
@@ -107,21 +77,8 @@ class Stack:
         return f"http://127.0.0.1:{self.app_port}"
 
     def env(self, application_name: str, **extra: str) -> dict[str, str]:
-        redis_base = f"redis://127.0.0.1:{self.redis_port}"
-        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-        env.update(
-            DJANGO_SETTINGS_MODULE="fieldsync.settings",
-            FIELDSYNC_HTTPS="false",
-            DATABASE_URL=with_application_name(self.database_url, application_name),
-            REDIS_URL=f"{redis_base}/0",
-            CELERY_BROKER_URL=f"{redis_base}/0",
-            CELERY_RESULT_BACKEND=f"{redis_base}/0",
-            REDIS_CACHE_URL=f"{redis_base}/1",
-            MEDIA_ROOT=str(self.media),
-            FIELDSYNC_STORAGE="filesystem",
-            **extra,
-        )
-        return env
+        return child_env(database_url=self.database_url, application_name=application_name,
+                         redis_port=self.redis_port, media_root=self.media, FIELDSYNC_HTTPS="false", **extra)
 
     # --- Redis ---------------------------------------------------------------------------
 
@@ -133,8 +90,7 @@ class Stack:
         """Start (or start again, on the same port) this test's redis-server, empty."""
         self._redis_runs += 1
         name = f"redis-{self._redis_runs}"
-        self.processes.start(name, [binary("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                    "--save", "", "--appendonly", "no", "--dir", str(self.tmp)], os.environ.copy())
+        self.processes.start(name, redis_server_argv(self.redis_port, self.tmp), os.environ.copy())
         wait_until(self.redis_ping, f"redis-server on port {self.redis_port}", 10,
                    lambda: self.processes.log(name))
 

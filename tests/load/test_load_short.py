@@ -17,7 +17,6 @@ import time
 import httpx
 import psycopg
 import pytest
-from django.db import connection
 
 from bench import loadkit
 from tests.deploy.stack import child_database_url
@@ -116,12 +115,11 @@ def test_morning_storm_short(server):
 def stall_receipts(after: float, hold: float) -> threading.Thread:
     """From `after` seconds on, hold for `hold` seconds a lock that stops every push before it
     writes its receipts (reads go on): a database stall in the middle of the shift."""
-    s = connection.settings_dict
+    url = child_database_url("load-test-stall")
 
     def run():
         time.sleep(after)
-        with psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
-                             password=s["PASSWORD"], dbname=s["NAME"], application_name="load-test-stall") as conn:
+        with psycopg.connect(url) as conn:
             conn.execute("LOCK TABLE sync_receipt IN EXCLUSIVE MODE")
             time.sleep(hold)
             conn.rollback()

@@ -210,14 +210,6 @@ def build_security_world() -> SecurityWorld:
 
 
 @pytest.fixture
-def media(settings, tmp_path):
-    root = tmp_path / "media"
-    root.mkdir()
-    settings.MEDIA_ROOT = root
-    return root
-
-
-@pytest.fixture
 def sec_world(db, media, own_cache, settings, monkeypatch) -> SecurityWorld:
     from warden_app.tasks import export_build_task
 

@@ -223,3 +223,9 @@ def tworld(transactional_db):
     """The same world, committed, for tests with several connections at once."""
     cache.clear()
     return build_world()
+
+
+@pytest.fixture
+def warden(world) -> Handheld:
+    """The Leigh warden's handheld, enrolled."""
+    return world.enrol("warden")

@@ -1,4 +1,5 @@
-"""Assertions shared by the push test suites: what the database holds after a push.
+"""Assertions shared by the sync test suites: what the database holds after a push, and
+the protocol's one error shape.
 
 Every check reads the real tables (PostgreSQL) or the real endpoints; nothing is mocked.
 """
@@ -65,6 +66,18 @@ def status_of(handheld) -> dict:
     response = handheld.get("/api/v1/sync/status")
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """An error answer in the protocol's one shape: `{code, message, fields}` as JSON."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) >= {"code", "message", "fields"}, body
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["fields"], dict)
+    return body
 
 
 def error_codes(result: dict, field: str) -> list[str]:

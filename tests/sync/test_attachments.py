@@ -24,6 +24,7 @@ from PIL import Image, PngImagePlugin
 from fieldsync.sync.models import Attachment
 
 from .conftest import mutation, observation_data
+from .pushkit import assert_error
 
 GPS_IFD = 0x8825
 GPS = {1: "N", 2: (53.0, 29.0, 51.0), 3: "W", 4: (2.0, 31.0, 1.0), 6: 42.0}
@@ -146,27 +147,9 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) >= {"code", "message", "fields"}, body
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["fields"], dict)
-    return body
-
-
 def assert_nothing_stored(media: Path) -> None:
     assert Attachment.objects.count() == 0
     assert files_under(media) == []
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    root = tmp_path / "media"
-    root.mkdir()
-    settings.MEDIA_ROOT = root
-    return root
 
 
 @pytest.fixture

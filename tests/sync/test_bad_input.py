@@ -15,6 +15,7 @@ from django.test import Client, override_settings
 
 from .conftest import IN_LEIGH, PASSWORD, mutation, now_iso, observation_data, password_hash, point
 from .pushkit import (
+    assert_error,
     assert_not_stored,
     assert_rejected,
     counts,
@@ -26,26 +27,10 @@ from .pushkit import (
 PUSH = "/api/v1/sync/push"
 
 
-@pytest.fixture
-def warden(world):
-    return world.enrol("warden")
-
-
 def post_raw(handheld, body: bytes | str, content_type: str = "application/json", path: str = PUSH):
     # CONTENT_TYPE given explicitly: the test client drops it for an empty body.
     return handheld.client.generic("POST", path, body, content_type=content_type, CONTENT_TYPE=content_type,
                                    **handheld.auth)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) >= {"code", "message", "fields"}, body
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["fields"], dict)
-    return body
 
 
 def device_row(handheld):

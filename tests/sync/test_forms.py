@@ -23,11 +23,6 @@ CHECKLIST_V2 = [
 
 
 @pytest.fixture
-def warden(world):
-    return world.enrol("warden")
-
-
-@pytest.fixture
 def audit(warden):
     """An audit made with form version 1, pushed before version 2 exists (which also
     fills the server's cache of forms, as a running server would have)."""

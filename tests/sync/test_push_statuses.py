@@ -40,15 +40,11 @@ NORTH_40M = 0.00036
 NORTH_50M = 0.00045
 EAST_50M = 0.000756
 EAST_4M = 0.00006
+FAR = (-2.521, 53.494)  # about 400 m from IN_LEIGH
 
 
 def moved(lonlat, dlon=0.0, dlat=0.0):
     return (lonlat[0] + dlon, lonlat[1] + dlat)
-
-
-@pytest.fixture
-def warden(world):
-    return world.enrol("warden")
 
 
 @pytest.fixture
@@ -83,6 +79,11 @@ def new_record(handheld, type_) -> uuid.UUID:
 
 def row(type_, record_id):
     return model_of(type_).objects.get(pk=record_id)
+
+
+def set_review_state(type_, record_id, state: str) -> None:
+    """A review decision, written as the review desk writes it (not through a push)."""
+    assert model_of(type_).objects.filter(pk=record_id).update(review_state=state) == 1
 
 
 def update(handheld, type_, record_id, base, **data) -> tuple[dict, dict]:
@@ -178,9 +179,14 @@ def test_create_and_edits_in_one_push_keep_one_version_each_with_its_own_data(wo
 
 def test_update_with_nothing_changed_is_applied_without_a_new_version(world, warden):
     record_id = new_observation(warden, description="same")
-    _, result = update(warden, "observation", record_id, 1, description="same")
-    assert result["status"] == "applied" and result["version"] == 1
+    before = row("observation", record_id)
+    m, result = update(warden, "observation", record_id, 1, description="same")
+    assert result == {"mutation_id": m["mutation_id"], "id": str(record_id), "status": "applied", "version": 1}
     assert len(versions("observation", record_id)) == 1
+    after = row("observation", record_id)
+    assert (after.version, after.updated_at) == (1, before.updated_at)
+    [receipt] = receipts(m["mutation_id"])
+    assert receipt.result == result, "the no-op is still answered once and remembered"
 
 
 # --- merged ----------------------------------------------------------------------------------
@@ -255,10 +261,8 @@ def test_overlapping_field_is_a_conflict_and_the_rest_applies(world, warden, sup
 
 
 def test_review_locked_record_keeps_the_whole_edit_as_conflict(world, warden):
-    from warden_app.models import Observation
-
     record_id = new_observation(warden, description="original")
-    Observation.objects.filter(pk=record_id).update(review_state="approved")
+    set_review_state("observation", record_id, "approved")
     before = counts()
     _, result = update(warden, "observation", record_id, 1, description="changed", qualifier="personal")
     assert result["status"] == "conflict"
@@ -282,30 +286,36 @@ def test_review_locked_record_keeps_the_whole_edit_as_conflict(world, warden):
 
 
 def test_delete_of_an_approved_record_is_a_review_locked_conflict(world, warden):
-    from warden_app.models import Observation
-
     record_id = new_observation(warden)
-    Observation.objects.filter(pk=record_id).update(review_state="approved")
+    set_review_state("observation", record_id, "approved")
     result = warden.push_one(mutation("observation", "delete", record_id, base_version=1))
     assert result["status"] == "conflict"
     assert result["reason"] == "review_locked"
-    assert row("observation", record_id).deleted_at is None
+    assert result["version"] == 1 and result["record"]["review"]["state"] == "approved"
+    stored = row("observation", record_id)
+    assert stored.deleted_at is None and stored.version == 1
+    assert len(versions("observation", record_id)) == 1
     [conflict] = conflicts_of(record_id)
     assert conflict.reason == "review_locked"
+    assert str(conflict.pk) == result["conflict_id"]
+    assert conflict.fields == {"_deleted": {"device": True, "server": False}}
 
 
 def test_audit_item_of_an_approved_audit_is_review_locked(world, warden):
-    from warden_app.models import StreetAudit
-
     audit = uuid.uuid4()
     create(warden, "street_audit", audit, audit_data())
     item = uuid.uuid4()
     create(warden, "audit_item", item, item_data(audit, grade="C"))
-    StreetAudit.objects.filter(pk=audit).update(review_state="approved")
+    set_review_state("street_audit", audit, "approved")
     _, result = update(warden, "audit_item", item, 1, grade="D")
     assert result["status"] == "conflict"
-    assert row("audit_item", item).grade == "C"
-    assert conflicts_of(item)[0].reason == "review_locked"
+    assert result["reason"] == "review_locked"
+    assert result["version"] == 1 and result["record"]["data"]["grade"] == "C"
+    stored = row("audit_item", item)
+    assert (stored.grade, stored.version) == ("C", 1)
+    [conflict] = conflicts_of(item)
+    assert conflict.reason == "review_locked"
+    assert conflict.fields == {"grade": {"device": "D", "server": "C"}}
 
 
 def test_editing_a_deleted_record_is_a_deleted_conflict(world, warden, supervisor):
@@ -313,11 +323,12 @@ def test_editing_a_deleted_record_is_a_deleted_conflict(world, warden, superviso
     assert supervisor.push_one(mutation("observation", "delete", record_id, base_version=1))["status"] == "applied"
     _, result = update(warden, "observation", record_id, 1, description="still there?")
     assert result["status"] == "conflict"
+    assert result["reason"] == "deleted"
     assert result["version"] == 2
     stored = row("observation", record_id)
     assert stored.description == "original" and stored.version == 2 and stored.deleted_at is not None
     [conflict] = conflicts_of(record_id)
-    assert conflict.reason == "deleted"
+    assert conflict.reason == "deleted" and str(conflict.pk) == result["conflict_id"]
     assert conflict.fields == {"description": {"device": "still there?", "server": "original"}}
     assert len(versions("observation", record_id)) == 2
 
@@ -327,9 +338,14 @@ def test_delete_on_stale_base_after_a_server_edit_is_a_conflict(world, warden, s
     update(supervisor, "observation", record_id, 1, description="supervisor was here")
     result = warden.push_one(mutation("observation", "delete", record_id, base_version=1))
     assert result["status"] == "conflict"
-    assert row("observation", record_id).deleted_at is None
+    assert result["reason"] == "fields"
+    assert result["version"] == 2
+    stored = row("observation", record_id)
+    assert stored.deleted_at is None and stored.version == 2
     assert result["record"]["data"]["description"] == "supervisor was here"
-    assert len(conflicts_of(record_id)) == 1
+    [conflict] = conflicts_of(record_id)
+    assert conflict.reason == "fields" and str(conflict.pk) == result["conflict_id"]
+    assert conflict.fields == {"_deleted": {"device": True, "server": False}}
 
 
 # --- location merge ---------------------------------------------------------------------------
@@ -342,76 +358,55 @@ def test_both_sides_moving_beyond_tolerance_is_a_location_conflict(world, warden
     update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=5.0)
     _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=3.0)
     assert result["status"] == "conflict"
+    assert result["reason"] == "location"
+    assert result["version"] == 2 and result["record"]["data"]["location"] == point(server_at)
     stored = row("observation", record_id)
     assert (stored.location.x, stored.location.y) == server_at
     assert stored.accuracy_m == 5.0
     [conflict] = conflicts_of(record_id)
-    assert conflict.reason == "location"
+    assert conflict.reason == "location" and str(conflict.pk) == result["conflict_id"]
     assert conflict.fields["location"] == {"device": point(device_at), "server": point(server_at)}
     assert conflict.fields["accuracy_m"] == {"device": 3.0, "server": 5.0}
 
 
-def test_within_tolerance_the_server_fix_with_better_accuracy_is_kept(world, warden, supervisor):
+# Both sides re-fix the point from base 1 (the supervisor first, as server version 2); the
+# contract's "within it the fix with the better accuracy is kept" reads as: a move within
+# the tolerance is not a real move, so it never overrides a real one. Each case: the server's
+# fix and accuracy, the device's, whether each moved beyond 10 m, whose fix stays, the version.
+LOCATION_MERGES = [
+    pytest.param(moved(IN_LEIGH, dlat=NORTH_3M), 2.0, moved(IN_LEIGH, dlon=EAST_4M), 8.0, (False, False),
+                 "server", 2, id="within-tolerance-server-fix-more-accurate"),
+    pytest.param(moved(IN_LEIGH, dlat=NORTH_3M), 15.0, moved(IN_LEIGH, dlon=EAST_4M), 3.0, (False, False),
+                 "device", 3, id="within-tolerance-device-fix-more-accurate"),
+    # The server only refined the fix; the device moved the point 40 m: the move is kept
+    # whatever the accuracies.
+    pytest.param(moved(IN_LEIGH, dlat=NORTH_3M), 2.0, moved(IN_LEIGH, dlat=NORTH_40M), 8.0, (False, True),
+                 "device", 3, id="device-move-beats-server-refinement"),
+    # Another handheld set only a better accuracy at the same point; this one, offline, moved
+    # the point with that same accuracy (so its accuracy is no change at all).
+    pytest.param(IN_LEIGH, 3.0, FAR, 3.0, (False, True), "device", 3, id="device-move-with-the-servers-accuracy"),
+    pytest.param(moved(IN_LEIGH, dlat=NORTH_40M), 15.0, moved(IN_LEIGH, dlon=EAST_4M), 3.0, (True, False),
+                 "server", 2, id="server-move-beats-device-refinement"),
+]
+
+
+@pytest.mark.parametrize(("server_at", "server_accuracy", "device_at", "device_accuracy", "moves", "kept", "version"),
+                         LOCATION_MERGES)
+def test_a_location_merge_keeps_one_fix_without_a_conflict(world, warden, supervisor, server_at, server_accuracy,
+                                                           device_at, device_accuracy, moves, kept, version):
+    assert (distance_m(IN_LEIGH, server_at) > 10, distance_m(IN_LEIGH, device_at) > 10) == moves
     record_id = new_observation(warden, accuracy_m=6.5)
-    server_at = moved(IN_LEIGH, dlat=NORTH_3M)
-    device_at = moved(IN_LEIGH, dlon=EAST_4M)
-    assert distance_m(IN_LEIGH, server_at) < 10 and distance_m(IN_LEIGH, device_at) < 10
-    update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=2.0)
-    _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=8.0)
-    assert result["status"] == "merged" and result["version"] == 2
+    _, first = update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=server_accuracy)
+    assert (first["status"], first["version"]) == ("applied", 2)
+    _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=device_accuracy)
+    assert (result["status"], result["version"]) == ("merged", version)
+    kept_at, kept_accuracy = (server_at, server_accuracy) if kept == "server" else (device_at, device_accuracy)
     stored = row("observation", record_id)
-    assert (stored.location.x, stored.location.y) == server_at and stored.accuracy_m == 2.0
-    assert conflicts_of(record_id) == []
-
-
-def test_within_tolerance_the_device_fix_with_better_accuracy_is_kept(world, warden, supervisor):
-    record_id = new_observation(warden, accuracy_m=6.5)
-    server_at = moved(IN_LEIGH, dlat=NORTH_3M)
-    device_at = moved(IN_LEIGH, dlon=EAST_4M)
-    update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=15.0)
-    _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=3.0)
-    assert result["status"] == "merged" and result["version"] == 3
-    stored = row("observation", record_id)
-    assert (stored.location.x, stored.location.y) == device_at and stored.accuracy_m == 3.0
-    assert conflicts_of(record_id) == []
-
-
-def test_a_device_move_beyond_tolerance_beats_a_server_refinement(world, warden, supervisor):
-    """The server only refined the fix (same place, better accuracy); the device moved the
-    point 40 m. The move is kept whatever the accuracies: a real move is never dropped."""
-    record_id = new_observation(warden, accuracy_m=6.5)
-    server_at = moved(IN_LEIGH, dlat=NORTH_3M)
-    device_at = moved(IN_LEIGH, dlat=NORTH_40M)
-    update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=2.0)
-    _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=8.0)
-    assert result["status"] == "merged" and result["version"] == 3
-    stored = row("observation", record_id)
-    assert (stored.location.x, stored.location.y) == device_at and stored.accuracy_m == 8.0
-    assert conflicts_of(record_id) == []
-
-
-def test_a_device_move_beyond_tolerance_with_an_accuracy_equal_to_the_servers_is_kept(world, warden, supervisor):
-    """Another handheld set only a better accuracy at the same point; this one, offline,
-    moved the point ~400 m with that same accuracy (so its accuracy is no change at all)."""
-    record_id = new_observation(warden, accuracy_m=6.5)
-    far = (-2.521, 53.494)
-    assert distance_m(IN_LEIGH, far) > 300
-    update(supervisor, "observation", record_id, 1, location=point(IN_LEIGH), accuracy_m=3.0)
-    _, result = update(warden, "observation", record_id, 1, location=point(far), accuracy_m=3.0)
-    assert result["status"] == "merged"
-    stored = row("observation", record_id)
-    assert (stored.location.x, stored.location.y) == far and stored.accuracy_m == 3.0
-
-
-def test_a_server_move_beyond_tolerance_beats_a_device_refinement(world, warden, supervisor):
-    record_id = new_observation(warden, accuracy_m=6.5)
-    server_at = moved(IN_LEIGH, dlat=NORTH_40M)
-    device_at = moved(IN_LEIGH, dlon=EAST_4M)
-    update(supervisor, "observation", record_id, 1, location=point(server_at), accuracy_m=15.0)
-    _, result = update(warden, "observation", record_id, 1, location=point(device_at), accuracy_m=3.0)
-    assert result["status"] == "merged" and result["version"] == 2
-    stored = row("observation", record_id)
-    assert (stored.location.x, stored.location.y) == server_at and stored.accuracy_m == 15.0
+    assert (stored.location.x, stored.location.y) == kept_at and stored.accuracy_m == kept_accuracy
+    assert stored.version == version
+    history = versions("observation", record_id)
+    assert [v.version for v in history] == list(range(1, version + 1))
+    assert history[-1].data["location"] == point(kept_at)
     assert conflicts_of(record_id) == []
 
 
@@ -445,8 +440,10 @@ def test_own_lineage_still_sees_other_writers(world, warden, supervisor):
     update(warden, "observation", record_id, 1, qualifier="personal")  # v2, own
     update(supervisor, "observation", record_id, 2, description="supervisor")  # v3, other
     _, result = update(warden, "observation", record_id, 1, description="warden")
-    assert result["status"] == "conflict"
+    assert result["status"] == "conflict" and result["reason"] == "fields"
     assert row("observation", record_id).description == "supervisor"
+    [conflict] = conflicts_of(record_id)
+    assert conflict.fields == {"description": {"device": "warden", "server": "supervisor"}}
 
 
 def test_another_device_of_the_same_user_is_not_own_lineage(world, warden):
@@ -454,26 +451,31 @@ def test_another_device_of_the_same_user_is_not_own_lineage(world, warden):
     second_handheld = world.enrol("warden")
     update(second_handheld, "observation", record_id, 1, description="from the other handheld")
     _, result = update(warden, "observation", record_id, 1, description="from this handheld")
-    assert result["status"] == "conflict"
+    assert result["status"] == "conflict" and result["reason"] == "fields"
+    assert row("observation", record_id).description == "from the other handheld"
+    [conflict] = conflicts_of(record_id)
+    assert str(conflict.device_id) == warden.device_id
+    assert conflict.fields == {"description": {"device": "from this handheld", "server": "from the other handheld"}}
 
 
 # --- review ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("state", ["has_issues", "rejected"])
 def test_editing_a_record_sent_back_by_review_marks_it_edited(world, warden, state):
-    from warden_app.models import Observation
-
     record_id = new_observation(warden)
-    Observation.objects.filter(pk=record_id).update(review_state=state)
+    set_review_state("observation", record_id, state)
     _, result = update(warden, "observation", record_id, 1, description="fixed as asked")
-    assert result["status"] == "applied"
-    assert row("observation", record_id).review_state == "edited"
+    assert result["status"] == "applied" and result["version"] == 2
+    stored = row("observation", record_id)
+    assert (stored.review_state, stored.description) == ("edited", "fixed as asked")
 
 
 def test_editing_a_submitted_record_leaves_it_submitted(world, warden):
     record_id = new_observation(warden)
-    update(warden, "observation", record_id, 1, description="more detail")
-    assert row("observation", record_id).review_state == "submitted"
+    _, result = update(warden, "observation", record_id, 1, description="more detail")
+    assert result["status"] == "applied" and result["version"] == 2
+    stored = row("observation", record_id)
+    assert (stored.review_state, stored.description) == ("submitted", "more detail")
 
 
 # --- rejected: validation ----------------------------------------------------------------------
@@ -690,10 +692,13 @@ def test_resent_conflict_is_duplicate_and_kept_once(world, warden, supervisor):
     record_id = new_observation(warden)
     update(supervisor, "observation", record_id, 1, description="supervisor")
     m, first = update(warden, "observation", record_id, 1, description="warden")
-    assert first["status"] == "conflict"
+    assert first["status"] == "conflict" and first["reason"] == "fields"
+    before = counts()
     again = warden.push_one(m)
     assert again["status"] == "duplicate" and again["original"] == first
-    assert len(conflicts_of(record_id)) == 1
+    assert counts() == before
+    [conflict] = conflicts_of(record_id)
+    assert str(conflict.pk) == first["conflict_id"]
 
 
 # --- a refusal the decision could not foresee -----------------------------------------------

@@ -45,14 +45,6 @@ def wait_for_thumbnail(address: str, timeout: float = 30.0) -> Attachment:
     raise AssertionError(f"no thumbnail for {address} after {timeout:.0f} s")
 
 
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    root = tmp_path / "media"
-    root.mkdir()
-    settings.MEDIA_ROOT = root
-    return root
-
-
 def worker_database_url() -> str:
     """DATABASE_URL naming the test database this test runs against."""
     parts = urlsplit(os.environ["DATABASE_URL"])

@@ -54,13 +54,6 @@ def world(db, settings):
     return world
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MEDIA_ROOT.mkdir()
-    return settings.MEDIA_ROOT
-
-
 def signed_in(world, username: str = "supervisor", csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=csrf)
     client.force_login(world.users[username])
@@ -710,9 +703,15 @@ def test_a_decision_refused_as_stale_can_be_made_again_on_the_version_now_shown(
     assert refused.status_code == 409
     form = refused.context["form"]
     assert form["version"].value() == 2 and form["note"].value() == "Fine"
-    assert form.non_field_errors()
+    assert form["decision"].value() == "approved"
+    assert "changed since version 1" in " ".join(form.non_field_errors())
+    page = refused.content.decode()
+    assert "Group of six" in page and 'name="version" value="2"' in page
     assert Observation.objects.get(pk=record_id).review_state != "approved"
+    assert not Review.objects.filter(observation_id=record_id).exists()
     # What the supervisor's browser sends when they press Approve again on that page.
     again = client.post(url, {"decision": "approved", "note": form["note"].value(), "version": form["version"].value()})
     assert again.status_code == 302
     assert Observation.objects.get(pk=record_id).review_state == "approved"
+    approval = Review.objects.get(observation_id=record_id)
+    assert (approval.decision, approval.note, approval.record_version) == ("approved", "Fine", 3)

@@ -11,13 +11,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from fieldsync.sync.admin import ReadOnlyAdmin
+
 from .. import permissions
 from ..models import AccessLogEntry, Escalation, PartnerEndpoint, RetentionPeriod
 from .services.access_log import access_log_consulted
 
 
 @admin.register(AccessLogEntry)
-class AccessLogEntryAdmin(admin.ModelAdmin):
+class AccessLogEntryAdmin(ReadOnlyAdmin):
     """Visible to the DPO only (permissions.can_read_access_log), whatever model rights a
     user holds: admins and superusers see everything but the log (product.md). Nothing
     can be added, changed or deleted here (nor anywhere: the table's trigger refuses)."""
@@ -37,15 +39,6 @@ class AccessLogEntryAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return permissions.can_read_access_log(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description="records")
     def record_count(self, entry: AccessLogEntry) -> int:
@@ -144,7 +137,7 @@ class RetentionPeriodAdmin(admin.ModelAdmin):
 
 
 @admin.register(Escalation)
-class EscalationAdmin(admin.ModelAdmin):
+class EscalationAdmin(ReadOnlyAdmin):
     """Delivery state of escalations, read-only: each one is made (and logged) through the
     escalation service, never by hand."""
 
@@ -157,11 +150,3 @@ class EscalationAdmin(admin.ModelAdmin):
               "next_attempt_at", "delivered_at")
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -3,13 +3,10 @@ thin views that parse, call a selector or service, and answer in JSON."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -21,6 +18,7 @@ from fieldsync.sync.views import ERROR, ProtocolView
 
 from .. import permissions
 from ..models import AccessAction, Escalation, PartnerEndpoint, User
+from ..query_params import limit_param, uuid_param, when_param, whole_number_param
 from .permissions import can_answer_subject_requests, can_view_escalation
 from .selectors import LogFilter, SubjectCriteria, access_log_page, escalation_record
 from .services.access_log import access_log_consulted
@@ -93,57 +91,6 @@ class AnswersSubjectRequests(BasePermission):
         return can_answer_subject_requests(request.user)
 
 
-def _limit(raw: Any, default: int, maximum: int) -> int:
-    if raw in (None, ""):
-        return default
-    if not str(raw).isdigit() or not 1 <= int(raw) <= maximum:
-        raise SyncError("invalid", f"limit: 1 to {maximum}", fields={"limit": [f"1 to {maximum}"]})
-    return int(raw)
-
-
-def _uuid(name: str, raw: Any) -> uuid.UUID | None:
-    if raw in (None, ""):
-        return None
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise SyncError("invalid", f"{name} is not a UUID", fields={name: ["not a UUID"]}) from None
-
-
-def _int(name: str, raw: Any) -> int | None:
-    if raw in (None, ""):
-        return None
-    text = str(raw).strip()
-    if not text.isdigit():
-        raise SyncError("invalid", f"{name} must be a whole number", fields={name: ["a whole number"]})
-    return int(text)
-
-
-def _when(name: str, raw: Any, *, end: bool = False) -> datetime | None:
-    """An ISO date-time, or a date (its start; with `end`, the next day's start)."""
-    if raw in (None, ""):
-        return None
-    text = str(raw).strip()
-    try:
-        day = parse_date(text)  # a plain date first: parse_datetime would take it as midnight
-        value = None if day else parse_datetime(text)
-    except ValueError:
-        day = value = None
-    if day is None and value is None:
-        raise SyncError("invalid", f"{name}: an ISO 8601 date or date-time", fields={name: ["ISO 8601"]})
-    try:
-        if day is not None:  # the day after 9999-12-31 overflows
-            value = datetime.combine(day, time.min) + (timedelta(days=1) if end else timedelta(0))
-        if timezone.is_naive(value):
-            value = timezone.make_aware(value)
-        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
-        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise SyncError("invalid", f"{name}: outside the years 1 to 9999 in UTC",
-                        fields={name: ["out of range"]}) from None
-
-
 def _body(request) -> dict[str, Any]:
     if not hasattr(request.data, "get"):
         raise SyncError("invalid", "Send a JSON object.")
@@ -179,12 +126,12 @@ class AccessLogView(ProtocolView):
         if action and action not in AccessAction.values:
             raise SyncError("invalid", f"action: one of {', '.join(AccessAction.values)}",
                             fields={"action": ["not_in_choices"]})
-        flt = LogFilter(actor=actor, record_id=_uuid("record", q.get("record")), action=action,
-                        record_type=q.get("record_type") or None, since=_when("from", q.get("from")),
-                        until=_when("to", q.get("to"), end=True))
-        limit = _limit(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        flt = LogFilter(actor=actor, record_id=uuid_param("record", q.get("record")), action=action,
+                        record_type=q.get("record_type") or None, since=when_param("from", q.get("from")),
+                        until=when_param("to", q.get("to"), end=True))
+        limit = limit_param(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
         with transaction.atomic():
-            rows, more = access_log_page(flt, limit=limit, before=_int("before", q.get("before")))
+            rows, more = access_log_page(flt, limit=limit, before=whole_number_param("before", q.get("before")))
             access_log_consulted(user=request.user, entry_ids=[r["id"] for r in rows], query=flt.describe(),
                                  via="api.dpo.access_log", purpose=q.get("purpose", ""))
         next_url = None
@@ -223,18 +170,18 @@ class SubjectsView(ProtocolView):
     ])
     def get(self, request):
         q = request.query_params
-        age = _int("age", q.get("age"))
+        age = whole_number_param("age", q.get("age"))
         criteria = SubjectCriteria(
             name=(q.get("name") or "").strip(), description=(q.get("description") or "").strip(),
-            age_min=age if age is not None else _int("age_min", q.get("age_min")),
-            age_max=age if age is not None else _int("age_max", q.get("age_max")),
+            age_min=age if age is not None else whole_number_param("age_min", q.get("age_min")),
+            age_max=age if age is not None else whole_number_param("age_max", q.get("age_max")),
         )
         for name in ("name", "description"):
             if 0 < len(getattr(criteria, name)) < 2:
                 raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
-        limit = _limit(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        limit = limit_param(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
         records, more = subject_access_search(user=request.user, criteria=criteria, purpose=q.get("purpose", ""),
-                                              limit=limit, after=_uuid("after", q.get("after")))
+                                              limit=limit, after=uuid_param("after", q.get("after")))
         next_url = None
         if more and records:
             params = q.copy()
@@ -317,10 +264,10 @@ class EscalationsView(ProtocolView):
     }), responses={202: ESCALATION, 400: ERROR, 404: ERROR, 409: ERROR})
     def post(self, request):
         body = _body(request)
-        endpoint = _int("endpoint", body.get("endpoint"))
+        endpoint = whole_number_param("endpoint", body.get("endpoint"))
         if endpoint is None:
             raise SyncError("invalid", "endpoint: the id of a partner endpoint", fields={"endpoint": ["required"]})
-        record_id = _uuid("record_id", body.get("record_id"))
+        record_id = uuid_param("record_id", body.get("record_id"))
         if record_id is None:
             raise SyncError("invalid", "record_id is required", fields={"record_id": ["required"]})
         escalation = record_escalate(user=request.user, record_type=str(body.get("record_type") or ""),

@@ -23,10 +23,11 @@ from rest_framework.renderers import JSONRenderer
 from fieldsync.sync.errors import SyncError
 
 from ..models import Area
+from ..query_params import uuid_param
 from .filters import CRS84, RecordFilter, datetime_interval_parse, record_filter_parse
 from .renderers import GEOJSON_TYPE, GeoJSONRenderer, OpenAPIRenderer
 from .selectors import records_query
-from .views import AnalysisView, _uuid, json_response, read_log, read_page
+from .views import AnalysisView, json_response, read_log, read_page
 
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 CONFORMANCE = [
@@ -160,7 +161,7 @@ class ItemsView(OgcView):
             raise SyncError("invalid", "limit: a positive integer", fields={"limit": ["a positive integer"]})
         # OGC: a limit above the server's maximum is served with the maximum, not refused.
         limit = min(int(raw_limit), settings.ANALYSIS_PAGE_MAX)
-        after = _uuid("after", params.get("after"))
+        after = uuid_param("after", params.get("after"))
         flt = record_filter_parse(record_type, {k: params.get(k) for k in (*EXTRA_FILTERS, "bbox", "bbox-crs")})
         start, end = datetime_interval_parse(params.get("datetime"))
         flt = dataclasses.replace(flt, time_from=start, time_to=end)
@@ -192,7 +193,7 @@ class ItemsView(OgcView):
 class ItemView(OgcView):
     def get(self, request, collection_id: str, feature_id: str):
         record_type = _collection_type(collection_id)
-        record_id = _uuid("featureId", feature_id)
+        record_id = uuid_param("featureId", feature_id)
         query = records_query(request.user, record_type, RecordFilter(record_type=record_type, include_rejected=True))
         query.base = query.base.filter(pk=record_id)
         log = read_log(request, query, action="disclosure", view="ogc.item", recipient=_recipient(request),

@@ -103,6 +103,16 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
 _KEY = re.compile(r"^[a-z_]+$")
 
 
+def _compile_each(compiler, expressions) -> tuple[list[str], list]:
+    """The SQL of each expression, and all their parameters in order."""
+    sqls, params = [], []
+    for expression in expressions:
+        sql, expression_params = compiler.compile(expression)
+        sqls.append(sql)
+        params.extend(expression_params)
+    return sqls, params
+
+
 class JsonObject(Func):
     """json_build_object('key', value, …), as text (or as json, to nest it); keys are our
     own property names, never input."""
@@ -116,11 +126,8 @@ class JsonObject(Func):
         super().__init__(*pairs.values())
 
     def as_sql(self, compiler, connection, **extra):
-        parts, params = [], []
-        for key, expression in zip(self.keys, self.get_source_expressions(), strict=True):
-            sql, expression_params = compiler.compile(expression)
-            parts.append(f"'{key}', {sql}")
-            params.extend(expression_params)
+        sqls, params = _compile_each(compiler, self.get_source_expressions())
+        parts = [f"'{key}', {sql}" for key, sql in zip(self.keys, sqls, strict=True)]
         sql = f"json_build_object({', '.join(parts)})"
         return (f"{sql}::text" if self.text else sql), params
 
@@ -165,11 +172,8 @@ class _Redacted(Func):
         super().__init__(*flags.values())
 
     def as_sql(self, compiler, connection, **extra):
-        parts, params = [], []
-        for name, expression in zip(self.names, self.get_source_expressions(), strict=True):
-            sql, expression_params = compiler.compile(expression)
-            parts.append(f"CASE WHEN {sql} THEN NULL ELSE '{name}' END")
-            params.extend(expression_params)
+        sqls, params = _compile_each(compiler, self.get_source_expressions())
+        parts = [f"CASE WHEN {sql} THEN NULL ELSE '{name}' END" for name, sql in zip(self.names, sqls, strict=True)]
         array = f"array_remove(ARRAY[{', '.join(parts)}]::text[], NULL)" if parts else "ARRAY[]::text[]"
         return (f"array_to_string({array}, ';')" if self.joined else f"to_json({array})"), params
 

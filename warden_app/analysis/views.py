@@ -1,7 +1,6 @@
 """The records API and exports: thin views over selectors, streams and the export service."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +18,7 @@ from fieldsync.sync.errors import SyncError
 from fieldsync.sync.views import ERROR, ProtocolView
 
 from ..models import Export
+from ..query_params import limit_param, uuid_param
 from ..services.access_log import access_log_records
 from ..services.exports import export_download, export_request
 from .auth import ANALYSIS_AUTHENTICATION, CanReadRecords
@@ -65,25 +65,6 @@ def request_params(request) -> dict[str, Any]:
         for key, value in body.items():
             params[key] = value
     return params
-
-
-def _limit(raw: Any) -> int:
-    if raw in (None, ""):
-        return settings.ANALYSIS_PAGE_DEFAULT
-    text = str(raw)
-    if not text.isdigit() or not 1 <= int(text) <= settings.ANALYSIS_PAGE_MAX:
-        raise SyncError("invalid", f"limit: 1 to {settings.ANALYSIS_PAGE_MAX}",
-                        fields={"limit": [f"1 to {settings.ANALYSIS_PAGE_MAX}"]})
-    return int(text)
-
-
-def _uuid(name: str, raw: Any) -> uuid.UUID | None:
-    if raw in (None, ""):
-        return None
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise SyncError("invalid", f"{name}: not a record id", fields={name: ["not a record id"]}) from None
 
 
 def read_page(query: RecordQuery, *, shape: str, limit: int, after, log: ReadLog) -> tuple[list[tuple], bool]:
@@ -265,7 +246,8 @@ class RecordsView(AnalysisView):
         return stream_response(query, fmt, log)
 
     def page(self, request, flt: RecordFilter, params: dict[str, Any]):
-        limit, after = _limit(params.get("limit")), _uuid("after", params.get("after"))
+        limit = limit_param(params.get("limit"), settings.ANALYSIS_PAGE_DEFAULT, settings.ANALYSIS_PAGE_MAX)
+        after = uuid_param("after", params.get("after"))
         query = records_query(request.user, flt.record_type, flt)
         log = read_log(request, query, action="consultation", view="api.records.list")
         rows, more = read_page(query, shape="record", limit=limit, after=after, log=log)

@@ -11,6 +11,9 @@ from fieldsync.sync import db as sync_db
 
 from ..models import AccessLogEntry
 
+# The columns every raw INSERT below fills, in this order (the ORM path fills the same).
+_COLUMNS = "at, actor_id, action, record_type, record_ids, device_id, recipient, purpose, details"
+
 
 def access_log_records(
     *,
@@ -44,11 +47,9 @@ def access_log_synced(
     the engine's cursor (the primary, in the push's or pull's transaction); returns the id."""
     with sync_db.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {AccessLogEntry._meta.db_table} (at, actor_id, action, record_type, record_ids, "
-            "device_id, recipient, purpose, details) VALUES (now(), %s, %s, %s, %s::uuid[], %s, '', %s, '{}') "
-            "RETURNING id",
-            [getattr(user, "pk", None), action, record_type, "{" + ",".join(map(str, record_ids)) + "}",
-             device_id, purpose],
+            f"INSERT INTO {AccessLogEntry._meta.db_table} ({_COLUMNS}) "
+            "VALUES (now(), %s, %s, %s, %s::uuid[], %s, '', %s, '{}') RETURNING id",
+            [getattr(user, "pk", None), action, record_type, sync_db.uuid_array(record_ids), device_id, purpose],
         )
         return cursor.fetchone()[0]
 
@@ -74,8 +75,7 @@ def access_log_records_matching(
     table = AccessLogEntry._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (at, actor_id, action, record_type, record_ids, device_id, recipient, purpose, "
-            f"details) SELECT now(), %s, %s, %s, a.ids, NULL, %s, %s, %s::jsonb "
+            f"INSERT INTO {table} ({_COLUMNS}) SELECT now(), %s, %s, %s, a.ids, NULL, %s, %s, %s::jsonb "
             f"FROM (SELECT array_agg(s.id) AS ids FROM ({sql}) s) a WHERE a.ids IS NOT NULL RETURNING id",
             [getattr(user, "pk", None), action, record_type, recipient[:200], purpose,
              orjson.dumps(details or {}).decode(), *params],
@@ -92,8 +92,7 @@ def access_log_repeat(
     table = AccessLogEntry._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (at, actor_id, action, record_type, record_ids, device_id, recipient, purpose, "
-            f"details) SELECT now(), %s, %s, record_type, record_ids, NULL, %s, %s, %s::jsonb "
+            f"INSERT INTO {table} ({_COLUMNS}) SELECT now(), %s, %s, record_type, record_ids, NULL, %s, %s, %s::jsonb "
             f"FROM {table} WHERE id = %s RETURNING id",
             [getattr(user, "pk", None), action, recipient[:200], purpose, orjson.dumps(details or {}).decode(),
              entry_id],
