@@ -29,12 +29,16 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-def _cache(user) -> dict:
+def request_memo(user) -> dict:
+    """Answers worked out for this user object: a request loads its user afresh, so they
+    live as long as the request (a change of rights is seen by the next one)."""
     cache = getattr(user, "_fieldsync_perm_cache", None)
     if cache is None:
         cache = {}
         user._fieldsync_perm_cache = cache
     return cache
+
+
 
 
 def _active(user) -> bool:
@@ -52,7 +56,7 @@ def area_ids_with(user, codename: str) -> frozenset[int]:
     """Ids of the areas on which the user holds `codename`, directly or through a group."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
-    cache = _cache(user)
+    cache = request_memo(user)
     key = f"areas:{codename}"
     if key not in cache:
         from .models import AreaGroupObjectPermission, AreaUserObjectPermission
@@ -85,7 +89,7 @@ def supervised_user_ids(user) -> frozenset[int]:
     """Field staff of the teams this user supervises (for out-of-area records)."""
     if not has_role(user, Role.SUPERVISOR):
         return frozenset()
-    cache = _cache(user)
+    cache = request_memo(user)
     if "supervised" not in cache:
         from .models import Team, User
 
@@ -264,7 +268,7 @@ def sharing_of(user) -> Sharing:
     query) and kept on the user object for the request, like `area_ids_with`."""
     if not _active(user):
         return Sharing()
-    cache = _cache(user)
+    cache = request_memo(user)
     if "sharing" not in cache:
         cache["sharing"] = _load_sharing(user)
     return cache["sharing"]
@@ -344,7 +348,7 @@ def personal_fields_for(user, record_type: str, record) -> frozenset[str]:
     # The answer depends on these three columns only; a pull page or an export asks it
     # for thousands of records that share a handful of them.
     key = ("personal", record_type, record.author_id, record.area_id, record.organisation_id)
-    cache = _cache(user)
+    cache = request_memo(user)
     if key not in cache:
         cache[key] = _personal_fields_for(user, record_type, record, personal)
     return cache[key]

@@ -219,12 +219,26 @@ class FieldRecordPolicy:
             return True
         if row["updated_at"] < window_start:
             return False
-        if row.get("area_id") is None:
-            return row["author_id"] in permissions.supervised_user_ids(user)
-        return permissions.can_record_in(user, row["area_id"]) or permissions.can_review(user, row["area_id"])
+        # The rest depends on the place alone (and the author, outside every area); a pull
+        # page asks it for a thousand records that share a handful of places.
+        area_id = row.get("area_id")
+        key = ("device_scope", area_id, row["author_id"] if area_id is None else None)
+        memo = permissions.request_memo(user)
+        if key not in memo:
+            if area_id is None:
+                memo[key] = row["author_id"] in permissions.supervised_user_ids(user)
+            else:
+                memo[key] = permissions.can_record_in(user, area_id) or permissions.can_review(user, area_id)
+        return memo[key]
 
     def visible_fields(self, user, row: Row) -> frozenset[str]:
-        return permissions.visible_fields(user, self.record_type, _RowView(row), _ALL_FIELDS[self.record_type])
+        # Memoised on the three columns the answer depends on (see personal_fields_for),
+        # without building a row view for each of a page's records.
+        key = ("visible", self.record_type, row.get("author_id"), row.get("area_id"), row.get("organisation_id"))
+        memo = permissions.request_memo(user)
+        if key not in memo:
+            memo[key] = permissions.visible_fields(user, self.record_type, _RowView(row), _ALL_FIELDS[self.record_type])
+        return memo[key]
 
     def server_view(self, row: Row) -> dict[str, Any]:
         view = {

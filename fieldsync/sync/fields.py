@@ -318,5 +318,42 @@ def to_wire(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
+def wire_sql(spec: FieldSpec, column: str) -> str:
+    """`to_wire` in SQL: the JSON text PostgreSQL writes for a stored column is the text
+    orjson writes for `to_wire` of its loaded value (a pull builds a page's data this way,
+    without a Python object per field; tests/sync/test_wire_sql.py holds the two equal)."""
+    kind = spec.kind
+    if kind == "datetime":
+        # Python's isoformat: microseconds only when there are some, offset as +00:00 (the
+        # session's TimeZone is UTC, which Django sets).
+        return (
+            f"to_json(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+            f"CASE WHEN date_trunc('second', {column}) = {column} THEN '' "
+            f"ELSE to_char({column}, '.US') END || '+00:00')"
+        )
+    if kind == "point":
+        return (f"CASE WHEN {column} IS NULL THEN NULL ELSE json_build_object('type', 'Point', 'coordinates', "
+                f"json_build_array(ST_X({column}), ST_Y({column}))) END")
+    if kind == "line":
+        # The precision load_rows reads routes with (ST_AsGeoJSON's nine decimals).
+        return (f"CASE WHEN {column} IS NULL THEN NULL ELSE json_build_object('type', 'LineString', "
+                f"'coordinates', ST_AsGeoJSON({column})::json -> 'coordinates') END")
+    return f"to_json({column})"
+
+
+def truthy_sql(spec: FieldSpec, column: str) -> str:
+    """Whether the stored value is one Python calls true (an empty text or list is not)."""
+    kind = spec.kind
+    if kind == "text":
+        return f"coalesce({column} <> '', false)"
+    if kind in ("text_list", "photos"):
+        return f"coalesce(cardinality({column}) > 0, false)"
+    if kind == "json_list":
+        return f"coalesce(jsonb_array_length({column}) > 0, false)"
+    if kind in ("number", "integer"):
+        return f"coalesce({column} <> 0, false)"
+    return f"({column} IS NOT NULL)"
+
+
 def now() -> datetime:
     return timezone.now()

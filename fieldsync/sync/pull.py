@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from . import db, registry, rows
 from .errors import SyncError
-from .push import device_touch, record_view
+from .push import device_touch
 
 # 2: positions carry the key's window flag; keys left are replayed by time, not position.
 CURSOR_VERSION = 2
@@ -190,7 +190,8 @@ class _Page:
 
 
 def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
-    """One page of changes for a device, and the cursor for the next."""
+    """One page of changes for a device, and the cursor for the next. Each upsert's
+    `data` is already JSON text (an orjson.Fragment), as it goes on the wire."""
     cursor = Cursor() if not cursor_token else Cursor.decode(cursor_token, device.pk)
     now = timezone.now()
     window_start = now - timedelta(days=settings.SYNC_WINDOW_DAYS)
@@ -280,8 +281,8 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
                 if tuple(cursor.keys[key][:2]) < (passed, MAX_SEQ):
                     cursor.keys[key][:2] = [passed, MAX_SEQ]
             cursor.initial = 0
-        changes = _build_changes(user, page.picked, window_start, first_horizon)
-        _log_consultation(user, device, changes)
+        changes, consulted = _build_changes(user, page.picked, window_start, first_horizon)
+        _log_consultation(user, device, consulted)
 
     device_touch(device, "last_pull_at", now)
     return {
@@ -346,56 +347,78 @@ def _device_scope(user) -> dict[str, bool]:
     return scope
 
 
-def _build_changes(user, picked: dict[tuple[str, object], int], window_start, first_horizon: int) -> list[dict]:
-    """The page's changes from the records' current state. During a first sync
+def _build_changes(user, picked: dict[tuple[str, object], int], window_start,
+                   first_horizon: int) -> tuple[list[dict], dict[str, list[str]]]:
+    """The page's changes from the records' current state, and by type the ids of the
+    records handed over with personal fields in them. During a first sync
     (`first_horizon` > 0), a record out of scope or deleted whose rows are all below the
     first page's horizon cannot be on the device: nothing is sent for it."""
     by_type: dict[str, list] = defaultdict(list)
     for type_name, record_id in picked:
         by_type[type_name].append(record_id)
-    loaded: dict[tuple[str, object], dict] = {}
+    loaded: dict[tuple[str, object], tuple] = {}
+    kinds: dict[str, _TypeView] = {}
     for type_name, ids in by_type.items():
-        rtype = registry.get(type_name)
-        found = rows.load_rows(rtype, ids)
-        enrich = getattr(rtype.policy, "enrich", None)
-        if enrich:
-            enrich(list(found.values()))
-        for record_id, row in found.items():
-            loaded[(type_name, record_id)] = row
-    changes = []
-    for (type_name, record_id), xid in picked.items():
-        rtype = registry.get(type_name)
-        row = loaded.get((type_name, record_id))
-        if row is None:
+        kind = kinds[type_name] = _TypeView(registry.get(type_name))
+        views = rows.load_views(kind.rtype, ids, kind.policy.personal_fields)
+        if kind.enrich:
+            kind.enrich([view[0] for view in views.values()])
+        for record_id, view in views.items():
+            loaded[(type_name, record_id)] = view
+    changes: list[dict] = []
+    consulted: dict[str, list[str]] = defaultdict(list)
+    for key, xid in picked.items():
+        found = loaded.get(key)
+        if found is None:
             continue
+        type_name = key[0]
+        kind = kinds[type_name]
+        row, record_id, common, personal = found
         unseen = first_horizon > 0 and xid < first_horizon
-        if row.get("deleted_at"):
+        if row["deleted_at"]:
             if not unseen:
-                changes.append({"type": type_name, "id": str(record_id), "op": "delete", "version": row["version"]})
-        elif rtype.policy.in_device_scope(user, row, window_start):
-            view = record_view(rtype, row, user)
-            server = {k: v for k, v in view.items() if k not in ("type", "id", "version", "data")}
-            changes.append({"type": type_name, "id": view["id"], "op": "upsert", "version": row["version"],
-                            "data": view["data"], **server})
+                changes.append({"type": type_name, "id": record_id, "op": "delete", "version": row["version"]})
+        elif kind.policy.in_device_scope(user, row, window_start):
+            data, shows_personal = kind.data(row, common, personal, kind.policy.visible_fields(user, row))
+            changes.append({"type": type_name, "id": record_id, "op": "upsert", "version": row["version"],
+                            "data": data, **kind.policy.server_view(row)})
+            if shows_personal:
+                consulted[type_name].append(record_id)
         elif not unseen:
-            changes.append({"type": type_name, "id": str(record_id), "op": "evict", "version": row["version"]})
-    return changes
+            changes.append({"type": type_name, "id": record_id, "op": "evict", "version": row["version"]})
+    return changes, consulted
 
 
-def _log_consultation(user, device, changes: list[dict]) -> None:
+class _TypeView:
+    """What a page needs of one record type, looked up once per page."""
+
+    def __init__(self, rtype):
+        self.rtype = rtype
+        self.policy = rtype.policy
+        self.enrich = getattr(rtype.policy, "enrich", None)
+        self.personal = rows.view_plan(rtype, rtype.policy.personal_fields)[2]
+        self.has_form = rows.has_form(rtype)
+
+    def data(self, row, common: str, personal: tuple, visible: frozenset[str]) -> tuple[orjson.Fragment, bool]:
+        """The record's `data` as JSON text: the form version, the fields every reader
+        sees, and the personal fields this reader may see (the others are left out, as
+        redacted); and whether a personal field shown holds anything."""
+        parts = []
+        if self.has_form:
+            form_id = row["form_id"]
+            parts.append('"form_version":' + ("null" if form_id is None else str(self.policy.form_version_of(form_id))))
+        if len(common) > 2:
+            parts.append(common[1:-1])
+        shows = False
+        for i, name in enumerate(self.personal):
+            if name in visible:
+                parts.append(f'"{name}":{personal[2 * i]}')
+                shows = shows or personal[2 * i + 1]
+        return orjson.Fragment("{" + ",".join(parts) + "}"), shows
+
+
+def _log_consultation(user, device, consulted: dict[str, list[str]]) -> None:
     """Tell the domain which records this page hands over with personal fields in them,
     inside the pull's transaction, so the log row commits before the data leaves."""
-    shown: dict[str, list] = defaultdict(list)
-    for change in changes:
-        if change["op"] != "upsert":
-            continue
-        rtype = registry.get(change["type"])
-        personal = getattr(rtype.policy, "personal_fields", frozenset())
-        if any(change["data"].get(name) for name in personal):
-            shown[change["type"]].append(change["id"])
-    for type_name, ids in shown.items():
-        consulted = getattr(registry.get(type_name).policy, "record_consulted", None)
-        if consulted:
-            consulted(user=user, device=device, record_ids=ids)
-
-
+    for type_name, ids in consulted.items():
+        registry.get(type_name).policy.record_consulted(user=user, device=device, record_ids=ids)

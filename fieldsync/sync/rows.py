@@ -16,7 +16,7 @@ import orjson
 from django.db import connection
 
 from . import db
-from .fields import FieldSpec, line_ewkt, point_ewkt
+from .fields import FieldSpec, line_ewkt, point_ewkt, truthy_sql, wire_sql
 from .registry import RecordType, Row
 
 ENGINE_COLUMNS = ("id", "version", "created_at", "updated_at", "client_time", "deleted_at", "form_id")
@@ -187,3 +187,50 @@ def load_rows(rtype: RecordType, ids: list, *, lock: bool = False) -> dict[Any, 
             row[FORM_FIELD] = rtype.policy.form_version_of(row["form_id"])
         rows[row["id"]] = row
     return rows
+
+
+@cache
+def has_form(rtype: RecordType) -> bool:
+    """Whether the type's data names its form version (stored as form_id)."""
+    return any(spec.name == FORM_FIELD for spec in rtype.fields)
+
+
+# What a pull reads of the engine's columns: the scope and the change's header.
+VIEW_COLUMNS = ("id", "version", "updated_at", "deleted_at", "form_id")
+
+
+@cache
+def view_plan(rtype: RecordType, personal: frozenset[str]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(SELECT of a pull's view of rows, its value columns, its personal fields): the
+    engine's and server columns as values, then the wire JSON of every other field as one
+    object's text, then for each personal field its wire JSON and whether it holds anything."""
+    columns = (*VIEW_COLUMNS, *rtype.server_columns)
+    personal_names = tuple(spec.name for spec in rtype.fields if spec.name in personal)
+    common = [spec for spec in rtype.fields if spec.name != FORM_FIELD and spec.name not in personal]
+    pairs = ", ".join(f"'{spec.name}', {wire_sql(spec, spec.db_column)}" for spec in common)
+    parts = [*columns, "id::text", f"json_build_object({pairs})::text"]
+    for spec in rtype.fields:
+        if spec.name in personal:
+            parts += [f"coalesce(({wire_sql(spec, spec.db_column)})::text, 'null')", truthy_sql(spec, spec.db_column)]
+    sql = f"SELECT {', '.join(parts)} FROM {rtype.table} WHERE id = ANY(%s::uuid[])"
+    return sql, columns, personal_names
+
+
+def load_views(rtype: RecordType, ids: list, personal: frozenset[str]) -> dict[Any, tuple[Row, str, str, tuple]]:
+    """For a pull page, by id: (row of the engine's and server columns, the id as text,
+    the JSON text of the fields that are not `personal` (the form version aside), then
+    per personal field of view_plan its JSON text and whether it holds anything, flat).
+    PostgreSQL writes the JSON (fields.wire_sql), so a page of a thousand records builds
+    no Python value per field."""
+    if not ids:
+        return {}
+    sql, columns, _ = view_plan(rtype, personal)
+    width = len(columns)
+    with db.cursor() as cursor:
+        cursor.execute(sql, [db.uuid_array(ids)])
+        fetched = cursor.fetchall()
+    views = {}
+    for values in fetched:
+        row = dict(zip(columns, values, strict=False))
+        views[row["id"]] = (row, values[width], values[width + 1], values[width + 2:])
+    return views
