@@ -30,6 +30,13 @@ def uuid_array(ids) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+def text_array(values) -> str:
+    """Texts as one `text[]` literal, every element quoted (so any text is safe): COPY
+    takes it as the column's text, where psycopg would dump a Python list element by
+    element, checking each against a regular expression (a push of 500 writes 1,500)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 def cursor() -> psycopg.Cursor:
     connection.ensure_connection()
     cur = psycopg.Cursor(connection.connection)

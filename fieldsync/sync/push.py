@@ -178,10 +178,14 @@ class Batch:
             # Every mutation with a usable id, envelope errors or not: a resent rejection
             # is a duplicate too, never a second receipt.
             ids = [m.mutation_id for m in self.mutations if m.mutation_id is not None]
+            # One index probe per id (the LATERAL ... LIMIT 1 allows no other plan): with
+            # `mutation_id = ANY(...)` the planner read every receipt of the user and
+            # filtered them, a cost that grew with the user's whole push history.
             cursor.execute(
-                "SELECT mutation_id, payload_hash, result FROM sync_receipt "
-                "WHERE user_id = %s AND mutation_id = ANY(%s::uuid[])",
-                [self.user.pk, ids],
+                "SELECT m.id, r.payload_hash, r.result FROM unnest(%s::uuid[]) AS m(id) "
+                "CROSS JOIN LATERAL (SELECT payload_hash, result FROM sync_receipt "
+                "WHERE user_id = %s AND mutation_id = m.id LIMIT 1) AS r",
+                [db.uuid_array(ids), self.user.pk],
             )
             for mutation_id, digest, result in cursor.fetchall():
                 self.seen[mutation_id] = (digest, _json(result))
@@ -222,7 +226,7 @@ class Batch:
             cursor.execute(
                 "SELECT record_type, record_id FROM sync_receipt WHERE user_id = %s "
                 "AND record_id = ANY(%s::uuid[]) AND op = 'create' AND status = 'rejected'",
-                [self.user.pk, [rid for _, rid in missing]],
+                [self.user.pk, db.uuid_array(rid for _, rid in missing)],
             )
             self.previously_rejected = set(cursor.fetchall())
 
@@ -666,7 +670,7 @@ class Batch:
             "device_id, mutation_id, created_at) FROM STDIN"
         ) as copy:
             for type_name, record_id, version, changed, view, mutation_id in versions:
-                copy.write_row((type_name, record_id, version, changed, orjson.dumps(view).decode(),
+                copy.write_row((type_name, record_id, version, db.text_array(changed), orjson.dumps(view).decode(),
                                 self.user.pk, self.device.pk, mutation_id, self.now))
 
     def _write_receipts(self) -> None:

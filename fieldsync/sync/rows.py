@@ -103,6 +103,8 @@ def _copy_value(spec: FieldSpec | None, value: Any) -> Any:
         return line_ewkt(value)
     if kind == "json_list":
         return orjson.dumps(value).decode()
+    if kind in ("text_list", "photos"):
+        return db.text_array(value)
     return value
 
 

@@ -35,9 +35,10 @@ def _nodes(node: dict):
 
 
 class Plans:
-    """Plans of the statements a pull ran on the feed and the record table."""
+    """Plans of the statements a pull ran on the feed and the record table (or `tables`)."""
 
-    def __init__(self):
+    def __init__(self, tables: tuple[str, ...] = TABLES):
+        self.tables = tables
         self.statements: list[tuple[str, dict]] = []
         self.indexes: dict[str, str] = {}  # index name -> table
 
@@ -50,7 +51,7 @@ class Plans:
         total = 0
         for node in _nodes(plan["Plan"]):
             table = node.get("Relation Name") or self.indexes.get(node.get("Index Name", ""))
-            if table in TABLES:
+            if table in self.tables:
                 rows = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) + node.get(
                     "Rows Removed by Index Recheck", 0)
                 total += rows * node.get("Actual Loops", 1)
@@ -65,7 +66,7 @@ class Plans:
         """Statements that ran a sequential scan of a big table (a plan's branch that was
         never executed, such as a fallback not needed, does not count)."""
         return [sql for sql, plan in self.statements for node in _nodes(plan["Plan"])
-                if node["Node Type"] == "Seq Scan" and node.get("Relation Name") in TABLES
+                if node["Node Type"] == "Seq Scan" and node.get("Relation Name") in self.tables
                 and node.get("Actual Loops", 1) > 0]
 
     def total_examined(self) -> int:
@@ -86,13 +87,14 @@ class Plans:
 
 
 @contextmanager
-def measured():
-    """Runs every feed or record-table SELECT of the engine under EXPLAIN ANALYZE first."""
+def measured(tables: tuple[str, ...] = TABLES):
+    """Runs every SELECT of the engine on `tables` (the feed and the record table) under
+    EXPLAIN ANALYZE first."""
     from fieldsync.sync import db
 
-    plans = Plans()
+    plans = Plans(tables)
     with connection.cursor() as c:
-        c.execute("SELECT indexname, tablename FROM pg_indexes WHERE tablename = ANY(%s)", [list(TABLES)])
+        c.execute("SELECT indexname, tablename FROM pg_indexes WHERE tablename = ANY(%s)", [list(tables)])
         plans.indexes = dict(c.fetchall())
     real = db.cursor
 
@@ -113,7 +115,7 @@ def measured():
         def execute(self, sql, params=None):
             text = sql if isinstance(sql, str) else sql.as_string(self._cursor)
             head = text.lstrip().upper()
-            if any(t in text for t in TABLES) and head.startswith(("SELECT", "WITH", "(")) and "FOR UPDATE" not in head:
+            if any(t in text for t in tables) and head.startswith(("SELECT", "WITH", "(")) and "FOR UPDATE" not in head:
                 self._cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
                 plan = self._cursor.fetchone()[0]
                 plans.statements.append((text, plan[0] if isinstance(plan, list) else plan))

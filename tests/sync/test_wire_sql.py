@@ -87,3 +87,24 @@ def test_redacted_fields_are_left_out_and_the_rest_kept(world):
     assert set(full) - set(redacted) == set(rtype.policy.personal_fields)
     assert redacted == {k: v for k, v in full.items() if k not in rtype.policy.personal_fields}
     assert shows_all and not shows_none
+
+
+@pytest.mark.django_db
+def test_text_array_literal_keeps_every_text_as_it_was():
+    """db.text_array writes list columns for COPY: commas, quotes, backslashes, braces,
+    spaces, an empty text and the word NULL all come back as they went in."""
+    from fieldsync.sync import db
+
+    texts = ["a,b", 'say "hi"', "back\\slash", "{brace}", " padded ", "", "NULL", "é ✓", "tab\there"]
+    with db.cursor() as cursor:
+        cursor.execute("SELECT %s::text[]", [db.text_array(texts)])
+        assert cursor.fetchone()[0] == texts
+        cursor.execute("SELECT %s::text[]", [db.text_array([])])
+        assert cursor.fetchone()[0] == []
+        # ...and through COPY, as the push writes it (COPY's own escaping on top).
+        cursor.execute("CREATE TEMPORARY TABLE lists (t text[])")
+        with cursor.copy("COPY lists (t) FROM STDIN") as copy:
+            copy.write_row([db.text_array(texts)])
+            copy.write_row([db.text_array(["new\nline"])])
+        cursor.execute("SELECT t FROM lists")
+        assert [r[0] for r in cursor.fetchall()] == [texts, ["new\nline"]]
