@@ -232,13 +232,8 @@ class FieldRecordPolicy:
         return memo[key]
 
     def visible_fields(self, user, row: Row) -> frozenset[str]:
-        # Memoised on the three columns the answer depends on (see personal_fields_for),
-        # without building a row view for each of a page's records.
-        key = ("visible", self.record_type, row.get("author_id"), row.get("area_id"), row.get("organisation_id"))
-        memo = permissions.request_memo(user)
-        if key not in memo:
-            memo[key] = permissions.visible_fields(user, self.record_type, _RowView(row), _ALL_FIELDS[self.record_type])
-        return memo[key]
+        # Memoised per request where redaction is decided (permissions.personal_fields_for).
+        return permissions.visible_fields(user, self.record_type, _RowView(row), _ALL_FIELDS[self.record_type])
 
     def server_view(self, row: Row) -> dict[str, Any]:
         view = {

@@ -40,4 +40,4 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, crea
         return
     types, ids, keys = zip(*unique, strict=True)
     with db.cursor() as cursor:
-        cursor.execute(_NEW_SQL if created else _TOUCH_SQL, [at, list(types), list(ids), list(keys)])
+        cursor.execute(_NEW_SQL if created else _TOUCH_SQL, [at, list(types), db.uuid_array(ids), list(keys)])

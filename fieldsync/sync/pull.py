@@ -372,8 +372,7 @@ def _build_changes(user, picked: dict[tuple[str, object], int], window_start,
     for type_name, ids in by_type.items():
         kind = kinds[type_name] = _TypeView(registry.get(type_name))
         views = rows.load_views(kind.rtype, ids, kind.policy.personal_fields)
-        if kind.enrich:
-            kind.enrich([view[0] for view in views.values()])
+        kind.policy.enrich([view[0] for view in views.values()])
         for record_id, view in views.items():
             loaded[(type_name, record_id)] = view
     changes: list[dict] = []
@@ -406,7 +405,6 @@ class _TypeView:
     def __init__(self, rtype):
         self.rtype = rtype
         self.policy = rtype.policy
-        self.enrich = getattr(rtype.policy, "enrich", None)
         self.personal = rows.view_plan(rtype, rtype.policy.personal_fields)[2]
         self.has_form = rows.has_form(rtype)
 

@@ -389,9 +389,7 @@ class Batch:
     def _record_view(self, state: RecordState) -> dict:
         """The record as a pull upsert shows it (author's name, latest review note)."""
         row = dict(state.row)
-        enrich = getattr(state.rtype.policy, "enrich", None)
-        if enrich:
-            enrich([row])
+        state.rtype.policy.enrich([row])
         return record_view(state.rtype, row, self.user)
 
     def _new_version(self, m: Mutation, state: RecordState, changed: list[str]) -> int:

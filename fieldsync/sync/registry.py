@@ -20,7 +20,9 @@ Row = dict[str, Any]
 class RecordPolicy(Protocol):
     """The domain's answers for one record type. `row` is a dict of the record's current
     column values (wire fields by name plus `id`, `version`, `deleted_at` and the type's
-    `server_columns`)."""
+    `server_columns`); a pull page's rows carry only the engine's columns and the server
+    columns (rows.VIEW_COLUMNS), which is all that scope, visibility and the server's view
+    may depend on."""
 
     def form(self, version: int | None) -> tuple[int, int, dict[str, Sequence[str]]] | None:
         """(form id, form version, code lists) for a form version (None: current), or None
@@ -61,6 +63,10 @@ class RecordPolicy(Protocol):
     @property
     def personal_fields(self) -> frozenset[str]:
         """Fields holding personal data: a pull page showing any of them is a consultation."""
+
+    def enrich(self, rows: list[Row]) -> None:
+        """Add to rows, in one go, what `server_view` shows besides their columns (author
+        name, latest review note…)."""
 
     def server_view(self, row: Row) -> dict[str, Any]:
         """Server-owned fields sent with an upsert (area, author, review…)."""

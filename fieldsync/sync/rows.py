@@ -180,7 +180,7 @@ def load_rows(rtype: RecordType, ids: list, *, lock: bool = False) -> dict[Any, 
     if lock:
         sql += " FOR UPDATE"
     with db.cursor() as cursor:
-        cursor.execute(sql, [list(ids)])
+        cursor.execute(sql, [db.uuid_array(ids)])
         fetched = cursor.fetchall()
     rows = {}
     for values in fetched:

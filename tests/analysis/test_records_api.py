@@ -138,6 +138,7 @@ def test_polygon_as_geojson_posted(world):
     ({"bbox": "1,2,3"}, "bbox"),
     ({"bbox": "10,60,5,50"}, "bbox"),
     ({"from": "yesterday"}, "from"),
+    ({"to": "9999-12-31"}, "to"),  # the whole last day would end in year 10000
     ({"polygon": "POINT(1 2)"}, "polygon"),
     ({"polygon": "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))"}, "polygon"),  # self-intersecting
     ({"polygon": "SRID=27700;POLYGON((0 0, 1 0, 1 1, 0 0))"}, "polygon"),

@@ -56,11 +56,9 @@ def test_sql_wire_json_equals_python_wire_json(world, data):
     assert result["status"] == "applied", result
     rtype = registry.get(type_)
     python, sql, holds = both_ways(rtype, record_id)
+    # Equal as parsed JSON: times compare as text, so the same instant written another way
+    # (the handheld compares values as sent) fails here too.
     assert sql == python
-    # Same text for times, not just the same instant: the handheld compares values as sent.
-    for name, value in python.items():
-        if isinstance(value, str):
-            assert sql[name] == value
     assert holds == {name: bool(python[name]) for name in rtype.policy.personal_fields}
 
 

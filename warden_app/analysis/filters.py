@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,12 +16,12 @@ from django.conf import settings
 from django.contrib.gis.gdal import GDALException
 from django.contrib.gis.geos import GEOSException, GEOSGeometry, MultiPolygon, Polygon
 from django.db.models import Q
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_date
 
 from fieldsync.sync.errors import SyncError
 
 from ..choices import Grade, IncidentType, Qualifier, ReviewState
+from ..query_params import when_param
 
 RECORD_TYPES = ("observation", "street_audit", "audit_item")
 # The column each type's time filter (and OGC `datetime`) applies to.
@@ -232,29 +232,10 @@ def _boolean(name: str, raw: str | None) -> bool:
 
 
 def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | None:
-    """RFC 3339 date-time, or a date (its start; for an end bound, the next day's start).
-    A time without offset is read in the partnership's time zone (settings.TIME_ZONE)."""
-    if raw is None:
-        return None
-    try:
-        # The date first: Django's parse_datetime also takes a bare date, as midnight.
-        day = _date_only(raw)
-        if day is not None:
-            value = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-        else:
-            value = parse_datetime(raw)
-            if value is None:
-                raise ValueError
-    except ValueError:
-        raise _invalid(name, f"not an RFC 3339 date-time or date: {raw!r}") from None
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    try:
-        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
-        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise _invalid(name, f"outside the years 1 to 9999 in UTC: {raw!r}") from None
+    """RFC 3339 date-time, or a date (its start; for an end bound, the next day's start),
+    in UTC; a time without offset is read in the partnership's time zone. One reading of
+    times for every API: query_params.when_param."""
+    return None if raw is None else when_param(name, raw, end=end)
 
 
 def _date_only(raw: str):
