@@ -156,11 +156,13 @@ class FieldRecordPolicy:
 
     def locate(self, points: Sequence[tuple[float, float]]) -> list[int | None]:
         # The engine's cursor binds the two arrays server-side; Django's would quote a
-        # push's 1,000 coordinates into the SQL text in Python first.
+        # push's 1,000 coordinates into the SQL text in Python first. The rule is inlined
+        # into this one plan (migration 0007), not called once per point.
         with sync_db.cursor() as cursor:
             cursor.execute(
-                "SELECT warden_area_for_point(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)) "
-                "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(lon, lat, n) ORDER BY p.n",
+                "SELECT a.id FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(lon, lat, n) "
+                "LEFT JOIN LATERAL warden_area_at(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)) AS a(id) ON true "
+                "ORDER BY p.n",
                 [[p[0] for p in points], [p[1] for p in points]],
             )
             return [row[0] for row in cursor.fetchall()]

@@ -35,7 +35,7 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, crea
     from . import registry
 
     rank = {rtype.name: i for i, rtype in enumerate(registry.all_types())}
-    unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), str(e[1]), e[2]))
+    unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), e[1], e[2]))
     if not unique:
         return
     types, ids, keys = zip(*unique, strict=True)

@@ -163,6 +163,7 @@ class Batch:
         self.previously_rejected: set[tuple[str, uuid.UUID]] = set()
         self.versions_since: dict[tuple[str, uuid.UUID], list[tuple[int, list[str], Any, dict]]] = {}
         self.placements: dict[int, Any] = {}
+        self._contexts: dict[int | None, Context] = {}
 
     # --- loading ------------------------------------------------------------------------
 
@@ -273,8 +274,15 @@ class Batch:
 
     # --- deciding -----------------------------------------------------------------------
 
-    def _context(self, choices: dict | None) -> Context:
-        return Context(now=self.now, max_future=self.ctx_future, choices=choices or {})
+    def _context(self, form: tuple | None) -> Context:
+        """Validation context with the code lists of `form` (id, version, code lists), or
+        none; one per form for the whole batch."""
+        key = form[0] if form else None
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = Context(now=self.now, max_future=self.ctx_future, choices=form[2] if form else {})
+            self._contexts[key] = ctx
+        return ctx
 
     def decide(self) -> None:
         for m in self.mutations:
@@ -365,7 +373,7 @@ class Batch:
                 form = rtype.policy.form(version)
                 if form is None:
                     errors[rows.FORM_FIELD] = _err("unknown_form_version", f"no form version {version}")
-        ctx = self._context(form[2] if form else None)
+        ctx = self._context(form)
         values: dict[str, Any] = {}
         for name, spec in fields.items():
             if name == rows.FORM_FIELD:
