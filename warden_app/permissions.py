@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Q
 
+from .rights import forget_rights, rights_of
 from .roles import DEVICE_ROLES, FIELD_ROLES, Role, roles_of
 
 if TYPE_CHECKING:
@@ -47,28 +48,14 @@ def _active(user) -> bool:
 
 def forget_cached_rights(user) -> None:
     """Drop per-request caches after roles or grants change within one request."""
-    for attr in ("_fieldsync_perm_cache", "_fieldsync_roles"):
-        if hasattr(user, attr):
-            delattr(user, attr)
+    forget_rights(user)
+    if hasattr(user, "_fieldsync_perm_cache"):
+        delattr(user, "_fieldsync_perm_cache")
 
 
 def area_ids_with(user, codename: str) -> frozenset[int]:
     """Ids of the areas on which the user holds `codename`, directly or through a group."""
-    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
-        return frozenset()
-    cache = request_memo(user)
-    key = f"areas:{codename}"
-    if key not in cache:
-        from .models import AreaGroupObjectPermission, AreaUserObjectPermission
-
-        via_groups = AreaGroupObjectPermission.objects.filter(
-            permission__codename=codename, group__user=user
-        ).values_list("content_object_id", flat=True)
-        direct = AreaUserObjectPermission.objects.filter(
-            permission__codename=codename, user=user
-        ).values_list("content_object_id", flat=True)
-        cache[key] = frozenset(via_groups) | frozenset(direct)
-    return cache[key]
+    return rights_of(user).areas.get(codename, frozenset())
 
 
 def _area_id(area: Area | int | None) -> int | None:

@@ -18,12 +18,7 @@ DEVICE_ROLES = FIELD_ROLES | {Role.SUPERVISOR}
 
 
 def roles_of(user) -> frozenset[str]:
-    """The role names of a user, cached on the instance for the request's lifetime."""
-    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
-        return frozenset()
-    cached = getattr(user, "_fieldsync_roles", None)
-    if cached is None:
-        names = set(user.groups.filter(name__in=[r.value for r in Role]).values_list("name", flat=True))
-        cached = frozenset(names)
-        user._fieldsync_roles = cached
-    return cached
+    """The role names of a user, read with their area grants once per request (rights.py)."""
+    from .rights import rights_of
+
+    return rights_of(user).roles
