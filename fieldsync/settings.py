@@ -40,7 +40,13 @@ def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "postgis"}:
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL (PostGIS is required)")
-    options = dict(parse_qsl(parts.query))
+    options: dict = dict(parse_qsl(parts.query))
+    # Server-side prepared statements for the engine's raw cursors (the push's and pull's
+    # dozen statements each, planned once per connection instead of once per request).
+    # Django's default is none, for PgBouncer in transaction mode before 1.21: set
+    # DATABASE_PREPARE_THRESHOLD=off behind one.
+    threshold = options.pop("prepare_threshold", os.environ.get("DATABASE_PREPARE_THRESHOLD", "5"))
+    options["prepare_threshold"] = None if str(threshold).lower() in ("off", "none", "") else int(threshold)
     return {
         "ENGINE": "django.contrib.gis.db.backends.postgis",
         "NAME": unquote(parts.path.lstrip("/")) or "fieldsync",

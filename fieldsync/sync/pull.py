@@ -174,6 +174,12 @@ WHERE scope_key = %s AND changed_at >= %s::timestamptz AND changed_at < %s::time
 ORDER BY changed_at, record_id LIMIT %s
 """
 
+# The scans of the feed above are never prepared (prepare=False): a prepared statement may
+# settle on a generic plan, made without knowing whether a key is busy or quiet or where the
+# window starts, and these plans depend on exactly that (tests/sync/test_pull_cost.py holds
+# each one to what it returns, planned for its values). The rest of the engine's statements
+# have one sensible plan, and are prepared once per connection (settings.DATABASES).
+
 _BEGINNING = "-infinity"
 _END = "infinity"
 
@@ -310,7 +316,7 @@ def _at(iso: str) -> datetime:
 
 def _by_time(key: str, since, until, after_at, after_id, limit: int) -> list[tuple]:
     with db.cursor() as c:
-        c.execute(_BY_TIME_SQL, [key, since, until, after_at, after_id, limit])
+        c.execute(_BY_TIME_SQL, [key, since, until, after_at, after_id, limit], prepare=False)
         return c.fetchall()
 
 
@@ -320,7 +326,7 @@ def _start_position(key: str, windowed: bool, window_start, horizon: int) -> lis
     if not windowed:
         return [0, 0, 0]
     with db.cursor() as c:
-        c.execute(_WINDOW_START_SQL, {"key": key, "edge": window_start})
+        c.execute(_WINDOW_START_SQL, {"key": key, "edge": window_start}, prepare=False)
         oldest = c.fetchone()[0]
     # Rows below both the horizon and the oldest in-window writer are committed, visible
     # and out of the window; rows rewritten later get an xid at or above the horizon.
@@ -341,7 +347,7 @@ def _forward(cursor: Cursor, scope: dict[str, bool], page: _Page, horizon: int, 
             params += [key, x, s, horizon] + ([window_start] if windowed else []) + [batch]
         sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS f ORDER BY xid, seq LIMIT %s"
         with db.cursor() as c:
-            c.execute(sql, [*params, batch])
+            c.execute(sql, [*params, batch], prepare=False)
             found = c.fetchall()
         for type_name, record_id, key, xid, seq in found:
             if not page.take(type_name, record_id, xid):
