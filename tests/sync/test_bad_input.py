@@ -476,6 +476,32 @@ def test_a_device_over_its_rate_is_429_with_retry_after(world, warden):
         assert other.get("/api/v1/sync/status").status_code == 200
 
 
+def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden):
+    """The window is checked and taken in one step in Redis: of 24 requests arriving at
+    once, exactly the rate passes (read-then-write counters let them all through)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from fieldsync.sync.models import Device
+    from fieldsync.sync.throttling import DeviceRateThrottle
+
+    request = SimpleNamespace(auth=Device.objects.get(pk=warden.device_id))
+    start = threading.Barrier(24)
+
+    def one(_):
+        throttle = DeviceRateThrottle()
+        start.wait()
+        return throttle.allow_request(request, None)
+
+    with override_settings(SYNC_DEVICE_RATE="5/min"):
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(one, range(24)))
+        assert answers.count(True) == 5
+        late = DeviceRateThrottle()
+        assert not late.allow_request(request, None) and 59 < late.wait() <= 60
+
+
 def test_the_device_rate_is_read_at_request_time(world, warden):
     """Requests made under the default rate count once a lower rate is configured."""
     for _ in range(3):
