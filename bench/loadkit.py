@@ -1269,11 +1269,36 @@ class Stack:
             if leader is not None:
                 total += int(leader[13]) + int(leader[14])  # cutime, cstime
             seconds[name] = total / tick
+        postgres = _postgres_cpu_ticks(self.database_url)
+        if postgres is not None:
+            seconds["postgres (cluster)"] = postgres / tick
         return seconds
 
     def stop(self) -> None:
         """TERM each process group (graceful), then KILL the groups still alive."""
         self.processes.stop_all()
+
+
+def _postgres_cpu_ticks(database_url: str) -> int | None:
+    """CPU of the PostgreSQL cluster serving `database_url`, if it runs on this machine: its
+    postmaster's live children (backends, autovacuum, WAL writer...) plus the backends it has
+    reaped. None when the server is elsewhere (its processes are not in this /proc)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    fields = _stat(backend)
+    if fields is None:
+        return None
+    postmaster = int(fields[1])  # ppid
+    leader = _stat(postmaster)
+    if leader is None:
+        return None
+    total = int(leader[13]) + int(leader[14])  # cutime, cstime of reaped children
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (child := _stat(int(entry.name))) is not None and int(child[1]) == postmaster:
+            total += int(child[11]) + int(child[12])
+    return total
 
 
 def _stat(pid: int) -> list[str] | None:
