@@ -26,6 +26,7 @@ DECODERS = ["JPEG", "PNG", "WEBP"]  # the only Pillow plugins ever tried on an u
 ENCODERS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 # Labels some cameras and HTTP stacks use for the same types.
 TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
+_ORIENTATION = 0x0112  # EXIF tag: how to turn the pixels to view them
 # A decompression bomb declares a huge size in a small file: refuse before decoding.
 MAX_PIXELS = 50_000_000
 # What a broken or hostile file can make Pillow's decoders raise; all of it is the
@@ -76,10 +77,97 @@ def _sniff(data: bytes, declared_type: str) -> Image.Image:
     return image
 
 
-def _without_metadata(image: Image.Image, real_type: str) -> tuple[bytes, tuple[int, int]]:
-    """Re-encode the pixels alone: EXIF (GPS position, device serial), XMP, ICC and text
-    chunks are dropped, and the EXIF orientation is applied first so the photo still
-    looks right. Returns the new bytes and the (upright) pixel size."""
+# JPEG segments a stored photo keeps: everything that describes the picture itself. The
+# application segments (APP0-APP15: EXIF with its GPS position and serial numbers, XMP,
+# ICC, IPTC, the extra pictures' index of a multi-picture file) and comments go, except
+# Adobe's APP14, which says how to read the colours and nothing else.
+_APP0, _APP14, _APP15, _COM, _SOS, _EOI = 0xE0, 0xEE, 0xEF, 0xFE, 0xDA, 0xD9
+_RST0, _RST7 = 0xD0, 0xD7
+
+
+def _jpeg_segments_only(data: bytes) -> bytes | None:
+    """The first picture of a JPEG with its application segments and comments left out,
+    every other byte as it was (so the pixels are the camera's, not a re-encoding's);
+    anything after the picture's end (the extra pictures of a phone's multi-picture file,
+    or a trailer) goes too. None when the file is not laid out as a JPEG should be."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    kept = [b"\xff\xd8"]
+    i, n = 2, len(data)
+    while i < n:
+        if data[i] != 0xFF:
+            return None
+        while i < n and data[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= n:
+            return None
+        marker = data[i]
+        i += 1
+        if marker == _EOI:
+            kept.append(b"\xff\xd9")
+            return b"".join(kept)
+        if _RST0 <= marker <= _RST7 or marker in (0x00, 0x01, 0xD8):
+            return None  # not where a segment may start
+        if i + 2 > n:
+            return None
+        length = int.from_bytes(data[i:i + 2], "big")
+        end = i + length
+        if length < 2 or end > n:
+            return None
+        metadata = (_APP0 <= marker <= _APP15 or marker == _COM) and not (
+            marker == _APP14 and data[i + 2:i + 7] == b"Adobe")
+        if not metadata:
+            kept.append(bytes((0xFF, marker)) + data[i:end])
+        i = end
+        if marker == _SOS:
+            # Entropy-coded data runs to the next marker: an FF not followed by a stuffed
+            # 00, a restart marker or another fill FF.
+            j = i
+            while True:
+                j = data.find(b"\xff", j)
+                if j < 0 or j + 1 >= n:
+                    return None
+                follower = data[j + 1]
+                if follower == 0x00 or _RST0 <= follower <= _RST7:
+                    j += 2
+                elif follower == 0xFF:
+                    j += 1
+                else:
+                    break
+            kept.append(data[i:j])
+            i = j
+    return None
+
+
+def _upright(image: Image.Image) -> bool:
+    """Whether a JPEG's EXIF (read from its header: no pixels are decoded) leaves it as
+    stored. A broken EXIF says no: the re-encoding path reads it again, and refuses it."""
+    try:
+        return image.getexif().get(_ORIENTATION, 1) == 1
+    except DECODE_ERRORS:
+        return False
+
+
+def _without_metadata(image: Image.Image, data: bytes, real_type: str) -> tuple[bytes, tuple[int, int]]:
+    """The photo without EXIF (GPS position, device serial), XMP, ICC or text chunks, and
+    upright. Returns the bytes to store and their pixel size.
+
+    A JPEG needing no rotation keeps its own bytes, segments of metadata left out: no
+    second lossy encoding of evidence, and a fifth of the work. The result is decoded in
+    full all the same, so what is stored is a whole, readable picture. Anything else (a
+    JPEG whose EXIF says to rotate it, PNG, WebP) is decoded, turned upright and
+    re-encoded from its pixels alone."""
+    if real_type == "image/jpeg" and _upright(image):
+        segments = _jpeg_segments_only(data)
+        if segments is not None:
+            try:
+                stored = Image.open(io.BytesIO(segments), formats=["JPEG"])
+                stored.load()
+            except DECODE_ERRORS:
+                raise SyncError("invalid_image", "The image data is corrupt or truncated.",
+                                status_code=400) from None
+            if stored.size == image.size:
+                return segments, stored.size
     fmt = ENCODERS[real_type]
     try:
         image.load()
@@ -121,7 +209,7 @@ def attachment_store(*, sha256: str, data: bytes, content_type: str, device) -> 
         return Stored(existing, False)
     image = _sniff(data, content_type)
     real_type = FORMATS[image.format]
-    stripped, (width, height) = _without_metadata(image, real_type)
+    stripped, (width, height) = _without_metadata(image, data, real_type)
     attachment = Attachment(
         sha256=sha256, content_type=real_type, size=len(data), width=width, height=height,
         uploaded_by=device,

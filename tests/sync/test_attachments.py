@@ -181,6 +181,30 @@ def test_jpeg_is_stored_without_exif_or_gps(handheld, media):
     assert "exif" not in image.info
 
 
+def test_an_upright_jpeg_keeps_its_own_pixels_and_loses_every_metadata_segment(handheld, media):
+    """No second lossy encoding of evidence: the stored picture decodes to the very pixels
+    sent. EXIF with GPS, XMP, an ICC profile, a comment, and a trailer after the picture's
+    end (where some cameras hide more) are all gone."""
+    out = io.BytesIO()
+    noise((64, 48)).save(out, format="JPEG", quality=80, exif=gps_exif().tobytes(),
+                         icc_profile=b"\x00" * 128 + b"FieldCam ICC")
+    plain = out.getvalue()
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00" + XMP
+    comment = b"taken at 53.4975,-2.517"
+    data = (plain[:2] + b"\xff\xe1" + struct.pack(">H", len(xmp) + 2) + xmp
+            + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + plain[2:] + b"GPS 53.4975 -2.517")
+    assert put(handheld, data, "image/jpeg").status_code == 201
+    stored = Path(Attachment.objects.get().file.path).read_bytes()
+    image = Image.open(io.BytesIO(stored))
+    assert image.tobytes() == Image.open(io.BytesIO(plain)).tobytes()
+    for marker in (b"Exif\x00\x00", b"xmpmeta", b"ICC_PROFILE", b"FieldCam", b"SERIAL-0042", b"53.4975"):
+        assert marker not in stored, marker
+    assert stored.endswith(b"\xff\xd9") and "exif" not in image.info and "icc_profile" not in image.info
+    # What is left is the picture's own data, byte for byte: the scan is where it was sent.
+    scan = plain[plain.index(b"\xff\xda"):]
+    assert stored.endswith(scan)
+
+
 def test_exif_orientation_is_applied_before_it_is_stripped(handheld, media):
     data = jpeg_with_gps((40, 30), orientation=6)  # "rotate 90° clockwise to view"
     assert put(handheld, data, "image/jpeg").status_code == 201
