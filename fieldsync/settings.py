@@ -46,7 +46,8 @@ def database_from_url(url: str) -> dict:
     # Django's default is none, for PgBouncer in transaction mode before 1.21: set
     # DATABASE_PREPARE_THRESHOLD=off behind one.
     threshold = options.pop("prepare_threshold", os.environ.get("DATABASE_PREPARE_THRESHOLD", "5"))
-    options["prepare_threshold"] = None if str(threshold).lower() in ("off", "none", "") else int(threshold)
+    off = str(threshold).lower() in ("off", "none", "false", "no", "")
+    options["prepare_threshold"] = None if off else int(threshold)
     return {
         "ENGINE": "django.contrib.gis.db.backends.postgis",
         "NAME": unquote(parts.path.lstrip("/")) or "fieldsync",

@@ -77,12 +77,15 @@ def _sniff(data: bytes, declared_type: str) -> Image.Image:
     return image
 
 
-# JPEG segments a stored photo keeps: everything that describes the picture itself. The
-# application segments (APP0-APP15: EXIF with its GPS position and serial numbers, XMP,
-# ICC, IPTC, the extra pictures' index of a multi-picture file) and comments go, except
-# Adobe's APP14, which says how to read the colours and nothing else.
-_APP0, _APP14, _APP15, _COM, _SOS, _EOI = 0xE0, 0xEE, 0xEF, 0xFE, 0xDA, 0xD9
+# JPEG segments a stored photo keeps: only those a decoder needs to draw the picture
+# (frame headers, Huffman and quantisation tables, arithmetic-coding conditions, restart
+# interval, scans). Everything else goes: the application segments (EXIF with its GPS
+# position and serial numbers, XMP, ICC, IPTC, a multi-picture file's index), comments,
+# and segments a decoder skips unread (DNL, EXP), where anything could ride along.
+# Adobe's APP14 says how to read the colours: it is rewritten with that alone.
+_SOS, _EOI, _APP14 = 0xDA, 0xD9, 0xEE
 _RST0, _RST7 = 0xD0, 0xD7
+_PICTURE = frozenset({*range(0xC0, 0xD0), 0xDB, 0xDD}) - {0xC8}  # SOFn, DHT, DAC, DQT, DRI
 
 
 def _jpeg_segments_only(data: bytes) -> bytes | None:
@@ -114,10 +117,11 @@ def _jpeg_segments_only(data: bytes) -> bytes | None:
         end = i + length
         if length < 2 or end > n:
             return None
-        metadata = (_APP0 <= marker <= _APP15 or marker == _COM) and not (
-            marker == _APP14 and data[i + 2:i + 7] == b"Adobe")
-        if not metadata:
+        if marker in _PICTURE or marker == _SOS:
             kept.append(bytes((0xFF, marker)) + data[i:end])
+        elif marker == _APP14 and length >= 14 and data[i + 2:i + 7] == b"Adobe":
+            # Version 100, no flags, and the colour transform as the file gave it.
+            kept.append(b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00" + data[i + 13:i + 14])
         i = end
         if marker == _SOS:
             # Entropy-coded data runs to the next marker: an FF not followed by a stuffed

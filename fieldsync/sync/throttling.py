@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 # count, and record this request only if there is room, in one atomic step. DRF's own
 # throttle reads and rewrites a pickled list in two round trips, so two requests at once
 # could both pass the last free place. Answers {1, 0} (allowed) or {0, oldest time}.
+# Its keys are named `rate:…`, not DRF's `throttle:…`, whose values are pickled lists.
 _WINDOW_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-    return {0, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]}
+    return {0, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] or ARGV[1]}
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
@@ -73,7 +74,7 @@ class DeviceRateThrottle(_RedisWindow):
 
     def get_cache_key(self, request, view) -> str | None:
         device = getattr(request, "auth", None)
-        return f"throttle:device:{device.pk}" if device is not None else None
+        return f"rate:device:{device.pk}" if device is not None else None
 
 
 class EnrolThrottle(_RedisWindow):
@@ -87,4 +88,4 @@ class EnrolThrottle(_RedisWindow):
     def get_cache_key(self, request, view) -> str:
         # The address the proxy wrote (rightmost X-Forwarded-For), as the sign-in guard
         # counts it; DRF's own get_ident would key on the whole header a client can pad.
-        return f"throttle:enrol:{client_address(request)}"
+        return f"rate:enrol:{client_address(request)}"

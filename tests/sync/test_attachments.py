@@ -205,6 +205,23 @@ def test_an_upright_jpeg_keeps_its_own_pixels_and_loses_every_metadata_segment(h
     assert stored.endswith(scan)
 
 
+def test_segments_a_decoder_skips_cannot_carry_data_into_the_stored_photo(handheld, media):
+    """Adobe's APP14 is kept for its colour transform alone, rewritten: bytes padded after
+    it go; so does a DNL segment, which decoders skip unread."""
+    out = io.BytesIO()
+    noise((64, 48)).save(out, format="JPEG", quality=80)
+    plain = out.getvalue()
+    adobe = b"Adobe\x00\x64\x00\x00\x00\x00\x01" + b"lat=53.4975 lon=-2.517"
+    dnl = b"\x00\x30" + b"lat=53.4975"
+    data = (plain[:2] + b"\xff\xee" + struct.pack(">H", len(adobe) + 2) + adobe
+            + b"\xff\xdc" + struct.pack(">H", len(dnl) + 2) + dnl + plain[2:])
+    assert put(handheld, data, "image/jpeg").status_code == 201
+    stored = Path(Attachment.objects.get().file.path).read_bytes()
+    assert b"53.4975" not in stored and b"\xff\xdc" not in stored[: stored.index(b"\xff\xda")]
+    assert b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x01" in stored
+    assert Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(plain)).tobytes()
+
+
 def test_exif_orientation_is_applied_before_it_is_stripped(handheld, media):
     data = jpeg_with_gps((40, 30), orientation=6)  # "rotate 90° clockwise to view"
     assert put(handheld, data, "image/jpeg").status_code == 201

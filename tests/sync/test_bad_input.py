@@ -500,6 +500,8 @@ def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden
         assert answers.count(True) == 5
         late = DeviceRateThrottle()
         assert not late.allow_request(request, None) and 59 < late.wait() <= 60
+    with override_settings(SYNC_DEVICE_RATE="0/min"):  # nothing allowed, not "Redis failed"
+        assert not DeviceRateThrottle().allow_request(request, None)
 
 
 def test_the_device_rate_is_read_at_request_time(world, warden):
