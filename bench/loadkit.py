@@ -27,6 +27,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -36,7 +37,7 @@ import httpx
 import orjson
 
 # The process handling of the deploy and fault tests, which start the same server.
-from tests.deploy.stack import Processes, child_env, free_port, group_members, redis_server_argv, wait_until
+from tests.deploy.stack import Processes, child_env, free_port, live_processes, proc_stat, redis_server_argv, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "load-handheld-password-7"
@@ -1262,13 +1263,8 @@ class Stack:
         for name, process in self.processes.started.items():
             if name == "redis":
                 continue
-            total = 0
-            for fields in filter(None, map(_stat, group_members(process.pid))):
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            leader = _stat(process.pid)
-            if leader is not None:
-                total += int(leader[13]) + int(leader[14])  # cutime, cstime
-            seconds[name] = total / tick
+            pgid = process.pid
+            seconds[name] = (_cpu_ticks(pgid, lambda fields, pgid=pgid: int(fields[2]) == pgid) or 0) / tick
         postgres = _postgres_cpu_ticks(self.database_url)
         if postgres is not None:
             seconds["postgres (cluster)"] = postgres / tick
@@ -1279,6 +1275,16 @@ class Stack:
         self.processes.stop_all()
 
 
+def _cpu_ticks(leader: int, belongs: Callable[[list[str]], bool]) -> int | None:
+    """User + system CPU of the live processes `belongs` picks (by their proc_stat fields),
+    plus that of the children `leader` has reaped; None once `leader` is gone."""
+    fields = proc_stat(leader)
+    if fields is None:
+        return None
+    reaped = int(fields[13]) + int(fields[14])  # cutime, cstime
+    return reaped + sum(int(f[11]) + int(f[12]) for _, f in live_processes() if belongs(f))
+
+
 def _postgres_cpu_ticks(database_url: str) -> int | None:
     """CPU of the PostgreSQL cluster serving `database_url`, if it runs on this machine: its
     postmaster's live children (backends, autovacuum, WAL writer...) plus the backends it has
@@ -1287,23 +1293,8 @@ def _postgres_cpu_ticks(database_url: str) -> int | None:
 
     with psycopg.connect(database_url) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    fields = _stat(backend)
+    fields = proc_stat(backend)
     if fields is None:
         return None
     postmaster = int(fields[1])  # ppid
-    leader = _stat(postmaster)
-    if leader is None:
-        return None
-    total = int(leader[13]) + int(leader[14])  # cutime, cstime of reaped children
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (child := _stat(int(entry.name))) is not None and int(child[1]) == postmaster:
-            total += int(child[11]) + int(child[12])
-    return total
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat fields after the command name (utime is [11]), None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
+    return _cpu_ticks(postmaster, lambda f: int(f[1]) == postmaster)

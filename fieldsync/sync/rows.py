@@ -51,23 +51,29 @@ def _column_plan(rtype: RecordType) -> list[tuple[str, str, str, FieldSpec | Non
     return plan
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# How a cleaned value of each kind travels, where it is not as it is: in the update's
+# text[] arrays (geometry as EWKT, lists as JSON), and in COPY's text format.
+_PARAM_FORM = {
+    "point": point_ewkt, "line": line_ewkt, "json_list": _json_text,
+    "text_list": _json_text, "photos": _json_text,
+}
+_COPY_FORM = {**_PARAM_FORM, "text_list": db.text_array, "photos": db.text_array}
+
+
 def _param(spec: FieldSpec | None, value: Any) -> Any:
-    if spec is None or value is None:
+    if spec is None or value is None or spec.kind not in _PARAM_FORM:
         return value
-    kind = spec.kind
-    if kind == "point":
-        return point_ewkt(value)
-    if kind == "line":
-        return line_ewkt(value)
-    if kind in ("text_list", "photos", "json_list"):
-        return orjson.dumps(value).decode()
-    return value
+    return _PARAM_FORM[spec.kind](value)
 
 
 def _param_sql_type(spec: FieldSpec | None, rtype: RecordType, column: str) -> str:
     """The array type a column's values travel in: text for geometry (EWKT) and lists
     (JSON), the column's own base type otherwise."""
-    if spec is not None and spec.kind in ("point", "line", "text_list", "photos", "json_list"):
+    if spec is not None and spec.kind in _PARAM_FORM:
         return "text[]"
     sql_type = _sql_type(rtype, column)
     if sql_type.startswith("varchar"):
@@ -90,17 +96,6 @@ def _update_sql(rtype: RecordType) -> str:
 def _columns_of(rtype: RecordType, rows: list[Row]) -> list[list[Any]]:
     plan = _column_plan(rtype)
     return [[_param(spec, row.get(key)) for row in rows] for key, _, _, spec in plan]
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-# How a cleaned value of each kind is given to COPY (its text format); other kinds as is.
-_COPY_FORM = {
-    "point": point_ewkt, "line": line_ewkt, "json_list": _json_text,
-    "text_list": db.text_array, "photos": db.text_array,
-}
 
 
 @cache

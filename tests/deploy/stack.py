@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -182,20 +182,25 @@ def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30, check=False)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    members = []
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat fields after the command name ([0] state, [1] ppid, [2] process
+    group, [11] utime, [12] stime, [13] cutime, [14] cstime), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, proc_stat fields) of every live (not zombie) process."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None and fields[0] != "Z":
+            yield int(entry.name), fields
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group."""
+    return [pid for pid, fields in live_processes() if int(fields[2]) == pgid]
 
 
 class Processes:
