@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 from django.db.models import Q
+
+from fieldsync.sync import db as sync_db
 
 from .rights import forget_rights, rights_of
 from .roles import DEVICE_ROLES, FIELD_ROLES, Role, roles_of
@@ -261,47 +264,47 @@ def sharing_of(user) -> Sharing:
     return cache["sharing"]
 
 
+@cache
+def _sharing_sql() -> str:
+    from .models import Organisation, PurposeGrant, SharingRule
+
+    viewer = SharingRule.Viewer
+    return f"""
+SELECT 'rule', r.owner_scope, r.owner_organisation_id, r.field_groups, r.key
+FROM {SharingRule._meta.db_table} r
+WHERE r.viewer_roles && %(roles)s::varchar[]
+  AND (r.viewer_scope = '{viewer.ANY.value}'
+       OR (r.viewer_scope = '{viewer.ORGANISATION.value}' AND r.viewer_organisation_id = %(org)s)
+       OR (r.viewer_scope = '{viewer.KIND.value}'
+           AND r.viewer_kind = (SELECT kind FROM {Organisation._meta.db_table} WHERE id = %(org)s)))
+UNION ALL
+SELECT 'grant', g.record_type, g.id, g.fields, g.purpose
+FROM {PurposeGrant._meta.db_table} g
+WHERE %(analyst)s AND g.user_id = %(user)s AND g.revoked_at IS NULL
+  AND g.valid_from <= %(now)s AND g.valid_until > %(now)s
+"""
+
+
 def _load_sharing(user) -> Sharing:
-    from django.db.models import Value
     from django.utils import timezone
 
-    from .models import Organisation, PurposeGrant, SharingRule
     from .models.sharing import RULE_ROLES
 
     roles = roles_of(user)
     rule_roles = sorted(roles & set(RULE_ROLES))
-    parts = []
-    if rule_roles:
-        viewer = Q(viewer_scope=SharingRule.Viewer.ANY)
-        if user.organisation_id is not None:
-            viewer |= Q(viewer_scope=SharingRule.Viewer.ORGANISATION, viewer_organisation_id=user.organisation_id)
-            viewer |= Q(
-                viewer_scope=SharingRule.Viewer.KIND,
-                viewer_kind__in=Organisation.objects.filter(pk=user.organisation_id).values("kind"),
-            )
-        parts.append(
-            SharingRule.objects.filter(viewer, viewer_roles__overlap=rule_roles)
-            .annotate(src=Value("rule"))
-            .values_list("src", "owner_scope", "owner_organisation_id", "field_groups", "key")
-            .order_by()
-        )
-    if Role.ANALYST in roles:
-        now = timezone.now()
-        parts.append(
-            PurposeGrant.objects.filter(
-                user=user, revoked_at__isnull=True, valid_from__lte=now, valid_until__gt=now
-            )
-            .annotate(src=Value("grant"))
-            .values_list("src", "record_type", "id", "fields", "purpose")
-            .order_by()
-        )
-    if not parts:
+    analyst = Role.ANALYST in roles
+    if not rule_roles and not analyst:
         return Sharing()
-    query = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
+    # Raw and prepared, on the engine's cursor: every pull page asks this, and building
+    # the ORM's union of two filtered querysets cost a tenth of a page of 200 records.
+    with sync_db.cursor() as cursor:
+        cursor.execute(_sharing_sql(), {"roles": rule_roles, "org": user.organisation_id, "analyst": analyst,
+                                        "user": user.pk, "now": timezone.now()})
+        found = cursor.fetchall()
     rule_owners: dict[str, set[int] | None] = {}
     rule_keys: list[str] = []
     grants: dict[str, dict[str, list[PurposeBasis]]] = {}
-    for src, scope, ref, names, text in query:
+    for src, scope, ref, names, text in found:
         if src == "grant":
             for name in names:
                 grants.setdefault(scope, {}).setdefault(name, []).append(PurposeBasis(ref, text))

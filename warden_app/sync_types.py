@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -100,6 +100,27 @@ def _form_version(form_id: int) -> int:
     return FormDefinition.objects.values_list("version", flat=True).get(pk=form_id)
 
 
+@cache
+def _enrich_sql(review_fk: str) -> str:
+    """By record id: its author's username and, if the type is reviewed (`review_fk`, the
+    review's column naming it), the note and time of its latest decision."""
+    from .models import Review, User
+
+    users = User._meta.db_table
+    if not review_fk:
+        return (f"SELECT r.id, u.username, NULL, NULL FROM unnest(%s::uuid[], %s::bigint[]) AS r(id, author) "
+                f"LEFT JOIN {users} u ON u.id = r.author")
+    column = Review._meta.get_field(review_fk).column
+    return f"""
+SELECT r.id, u.username, d.note, d.created_at
+FROM unnest(%s::uuid[], %s::bigint[]) AS r(id, author)
+LEFT JOIN {users} u ON u.id = r.author
+LEFT JOIN LATERAL (SELECT note, created_at FROM {Review._meta.db_table}
+                   WHERE {column} = r.id AND decision <> 'comment'
+                   ORDER BY created_at DESC LIMIT 1) d ON true
+"""
+
+
 class FieldRecordPolicy:
     """Shared answers for the three record types."""
 
@@ -114,26 +135,20 @@ class FieldRecordPolicy:
 
     def enrich(self, rows: list[Row]) -> None:
         """Add what a pull shows besides the row: author username, latest review note."""
-        from .models import Review, User
-
-        names = dict(User.objects.filter(pk__in={r["author_id"] for r in rows}).values_list("pk", "username"))
-        for row in rows:
-            row["author_username"] = names.get(row["author_id"])
-        if not self.review_fk or not rows:
+        if not rows:
             return
-        # A page names a thousand records: the engine's cursor binds their ids as one array
-        # where the ORM would convert and quote each in Python.
-        column = Review._meta.get_field(self.review_fk).column
+        # One prepared statement for both, on the engine's cursor: a page names a thousand
+        # records, whose ids it binds as one array where the ORM would convert and quote
+        # each in Python.
         with sync_db.cursor() as cursor:
-            cursor.execute(
-                f"SELECT DISTINCT ON ({column}) {column}, note, created_at FROM {Review._meta.db_table} "
-                f"WHERE {column} = ANY(%s::uuid[]) AND decision <> 'comment' ORDER BY {column}, created_at DESC",
-                [sync_db.uuid_array(r["id"] for r in rows)],
-            )
-            by_record = {rid: (note, at) for rid, note, at in cursor.fetchall()}
+            cursor.execute(_enrich_sql(self.review_fk), [sync_db.uuid_array(r["id"] for r in rows),
+                                                         [r["author_id"] for r in rows]])
+            found = {rid: rest for rid, *rest in cursor.fetchall()}
         for row in rows:
-            note, at = by_record.get(row["id"], ("", None))
-            row["review_note"], row["reviewed_at"] = note, at.isoformat() if at else None
+            username, note, at = found.get(row["id"], (None, None, None))
+            row["author_username"] = username
+            if self.review_fk:
+                row["review_note"], row["reviewed_at"] = note or "", at.isoformat() if at else None
 
     # --- forms and placement ------------------------------------------------------------
 
