@@ -11,10 +11,13 @@ from django.test.utils import CaptureQueriesContext
 from fieldsync.sync import db
 
 
-class _Counted:
-    def __init__(self, cursor, seen: list[str]):
+class Watched:
+    """An engine cursor that shows each statement's text, parameters and options to
+    `hook(cursor, text, params, options)` before running it."""
+
+    def __init__(self, cursor, hook):
         self._cursor = cursor
-        self._seen = seen
+        self._hook = hook
 
     def __enter__(self):
         self._cursor.__enter__()
@@ -27,7 +30,7 @@ class _Counted:
         return getattr(self._cursor, name)
 
     def execute(self, sql, params=None, **options):
-        self._seen.append(sql if isinstance(sql, str) else sql.as_string(self._cursor))
+        self._hook(self._cursor, sql if isinstance(sql, str) else sql.as_string(self._cursor), params, options)
         return self._cursor.execute(sql, params, **options)
 
 
@@ -50,5 +53,5 @@ def statements_sent():
     seen = Statements()
     real = db.cursor
     with pytest.MonkeyPatch.context() as mp, seen.orm:
-        mp.setattr(db, "cursor", lambda: _Counted(real(), seen.engine))
+        mp.setattr(db, "cursor", lambda: Watched(real(), lambda _c, text, _p, _o: seen.engine.append(text)))
         yield seen

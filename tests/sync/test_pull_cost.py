@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from ..statements import Watched
 from .conftest import LEIGH_WEST_BOX, PASSWORD
 from .pull_support import caught_up, create_observations, pull_caught_up
 
@@ -98,34 +99,18 @@ def measured(tables: tuple[str, ...] = TABLES):
         plans.indexes = dict(c.fetchall())
     real = db.cursor
 
-    class Spy:
-        def __init__(self, cursor):
-            self._cursor = cursor
-
-        def __enter__(self):
-            self._cursor.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self._cursor.__exit__(*exc)
-
-        def __getattr__(self, name):
-            return getattr(self._cursor, name)
-
-        def execute(self, sql, params=None, **options):
-            text = sql if isinstance(sql, str) else sql.as_string(self._cursor)
-            head = text.lstrip().upper()
-            if any(t in text for t in tables) and head.startswith(("SELECT", "WITH", "(")) and "FOR UPDATE" not in head:
-                # The plan checked must be the plan that runs: a prepared scan of the feed
-                # could settle on a generic plan, made without these values (pull.py).
-                assert "sync_change" not in text or options.get("prepare") is False, text
-                self._cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
-                plan = self._cursor.fetchone()[0]
-                plans.statements.append((text, plan[0] if isinstance(plan, list) else plan))
-            return self._cursor.execute(sql, params, **options)
+    def explain(cursor, text, params, options):
+        head = text.lstrip().upper()
+        if any(t in text for t in tables) and head.startswith(("SELECT", "WITH", "(")) and "FOR UPDATE" not in head:
+            # The plan checked must be the plan that runs: a prepared scan of the feed
+            # could settle on a generic plan, made without these values (pull.py).
+            assert "sync_change" not in text or options.get("prepare") is False, text
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
+            plan = cursor.fetchone()[0]
+            plans.statements.append((text, plan[0] if isinstance(plan, list) else plan))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(db, "cursor", lambda: Spy(real()))
+        mp.setattr(db, "cursor", lambda: Watched(real(), explain))
         yield plans
 
 
