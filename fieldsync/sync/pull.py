@@ -20,10 +20,13 @@ import base64
 import hashlib
 import hmac
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -120,11 +123,33 @@ SELECT coalesce(
 """
 
 
-def _horizon(c) -> tuple[int, int | None]:
+@contextmanager
+def _repeatable_read(outermost: bool) -> Iterator[None]:
+    """The pull's own transaction begins REPEATABLE READ: psycopg names the level in the
+    BEGIN it sends with the first statement, where SET TRANSACTION would cost a round trip
+    of its own. Not READ ONLY: the page's consultation log row is written in it. A pull
+    inside a caller's transaction (tests) reads each statement afresh instead (_horizon)."""
+    if not outermost:
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.isolation_level
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        yield
+    finally:
+        if not raw.closed:
+            raw.isolation_level = previous
+
+
+def _horizon(c, *, fresh: bool) -> tuple[int, int | None]:
     """(horizon, own xid): every change below the horizon is committed (or rolled back)
-    and visible to this pull's reads, and no change can appear below it later."""
-    # Backend status is cached for the rest of a transaction once read: read it afresh.
-    c.execute("SELECT pg_stat_clear_snapshot()")
+    and visible to this pull's reads, and no change can appear below it later. `fresh`:
+    this is the transaction's first read of backend status."""
+    if not fresh:
+        # Backend status is cached for the rest of a transaction once read: read it afresh.
+        c.execute("SELECT pg_stat_clear_snapshot()")
     c.execute(_HORIZON_SQL)
     horizon, own, here = c.fetchone()
     if own is None:
@@ -217,12 +242,9 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
 
     # One snapshot for the horizon and every read, so they agree.
     outermost = not connection.in_atomic_block
-    with transaction.atomic():
+    with _repeatable_read(outermost), transaction.atomic():
         with db.cursor() as c:
-            if outermost:
-                # Not READ ONLY: the page's consultation log row is written in it.
-                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            horizon, own_xid = _horizon(c)
+            horizon, own_xid = _horizon(c, fresh=outermost)
         # A pull inside a writing transaction must not pass that transaction's rows: it
         # may write more after this page (with the same xid and later sequence numbers).
         passed = horizon - 1 if own_xid is None else min(horizon, own_xid) - 1

@@ -14,6 +14,9 @@ from collections import Counter
 import pytest
 from django.db import connection, transaction
 
+from fieldsync.sync import db as sync_db
+
+from ..statements import Watched
 from .conftest import mutation, observation_data
 from .pull_support import caught_up, cursor_body, pull_caught_up
 
@@ -336,3 +339,28 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
     print(f"{len(committed)} records, {len(rolled_back)} rolled back, {pulls[0]} pulls, "
           f"{sum(seen.values())} deliveries, {duplicates} duplicate deliveries of the same version")
+
+
+def test_a_pull_reads_in_one_repeatable_read_transaction_and_leaves_the_level_as_it_was(tworld):
+    """The horizon and the reads after it must share one snapshot (a later snapshot could
+    show a change the horizon did not hold back); the level is asked for in the BEGIN, and
+    the connection's next transactions are READ COMMITTED again."""
+    reader = tworld.enrol("warden")
+    reader.push_one(create(str(uuid.uuid4())))
+    seen: list[tuple[str, object]] = []
+
+    def level(cursor, text, _params, _options):
+        if "sync_change" in text or "pg_snapshot_xmin" in text or "pg_current_snapshot" in text:
+            # now() is the transaction's start: the same for every statement of one.
+            cursor.execute("SELECT current_setting('transaction_isolation'), now()")
+            seen.append(cursor.fetchone())
+
+    with pytest.MonkeyPatch.context() as mp:
+        real = sync_db.cursor
+        mp.setattr(sync_db, "cursor", lambda: Watched(real(), level))
+        assert reader.pull_all()
+    assert seen and {isolation for isolation, _ in seen} == {"repeatable read"}
+    assert len({started for _, started in seen}) == 1  # one transaction (the page)
+    with connection.cursor() as c:
+        c.execute("SELECT current_setting('transaction_isolation')")
+        assert c.fetchone()[0] == "read committed"
