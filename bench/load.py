@@ -103,6 +103,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, help="mutations per push (default: the manifest's max_mutations)")
     parser.add_argument("--deadline", type=float, help="storm: give up after this many seconds (600)")
     parser.add_argument("--drain-grace", type=float, help="steady: seconds after the shift to empty outboxes (300)")
+    parser.add_argument("--vacuum-every", type=float, default=30.0,
+                        help="seconds between the vacuums standing in for autovacuum where the server's "
+                             "PostgreSQL runs without it (30; 0: none)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
                         help="gunicorn workers of the server started here (2 x cores + 1)")
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"world {world.tag}: {profile.devices} handhelds ready in {time.perf_counter() - started:.1f} s",
               flush=True)
         result = loadkit.run_load(args.url.rstrip("/"), world, profile, verify=args.cafile or True,
-                                  media_root=args.media_root, server=args.url)
+                                  media_root=args.media_root, server=args.url, vacuum_every=args.vacuum_every)
     else:
         url = bench_database_url("_load")
         recreate_database(url)
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 stack.start()
                 result = loadkit.run_load(stack.base_url, world, profile, media_root=stack.media_root,
-                                          server=stack.describe(), stack=stack)
+                                          server=stack.describe(), stack=stack, vacuum_every=args.vacuum_every)
             finally:
                 stack.stop()
     print(result.text)

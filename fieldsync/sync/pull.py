@@ -143,7 +143,7 @@ def _repeatable_read(outermost: bool) -> Iterator[None]:
             raw.isolation_level = previous
 
 
-def _horizon(c, *, fresh: bool) -> tuple[int, int | None]:
+def _horizon(c, *, fresh: bool = False) -> tuple[int, int | None]:
     """(horizon, own xid): every change below the horizon is committed (or rolled back)
     and visible to this pull's reads, and no change can appear below it later. `fresh`:
     this is the transaction's first read of backend status."""
@@ -323,13 +323,32 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
         changes, consulted = _build_changes(user, page.picked, window_start, first_horizon)
         _log_consultation(user, device, consulted)
 
-    device_touch(device, "last_pull_at", now)
+    _pull_time_record(device, now)
     return {
         "changes": changes,
         "cursor": cursor.encode(device.pk),
         "has_more": has_more,
         "server_time": now.isoformat(),
     }
+
+
+# The pull's time is written after the page's transaction, in one of its own (a REPEATABLE
+# READ transaction updating the device row would fail against a push of the same device
+# that updated it meanwhile). It is a status field, so its commit does not wait for the WAL
+# to reach disk: a crash can only leave the previous pull's time. The setting is local to
+# this statement's own transaction, taken before the update in the same round trip.
+_PULL_TIME_SQL = """
+WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE sync_device SET last_pull_at = %s FROM relaxed WHERE id = %s
+"""
+
+
+def _pull_time_record(device, at: datetime) -> None:
+    if connection.in_atomic_block:
+        device_touch(device, "last_pull_at", at)  # inside a caller's transaction: its commit
+        return
+    with db.cursor() as c:
+        c.execute(_PULL_TIME_SQL, [at, device.pk])
 
 
 def _at(iso: str) -> datetime:

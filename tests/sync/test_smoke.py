@@ -1,4 +1,6 @@
 """The protocol's happy path end to end: enrol, manifest, push, pull, status."""
+import uuid
+
 from .conftest import audit_data, item_data, mutation, observation_data
 
 
@@ -20,3 +22,21 @@ def test_push_then_pull_round_trip(world):
     assert {k[1] for k in other.store} == {str(obs), str(audit), str(item)}
     assert other.store[("observation", str(obs))]["area"] == world.areas["leigh"].pk
 
+
+
+def test_a_device_keeps_its_last_push_and_pull_times(tworld):
+    """Committed (tworld), so the pull runs as in production: its page in one transaction,
+    then the pull time in a transaction of its own."""
+    from django.utils import timezone
+
+    from fieldsync.sync.models import Device
+
+    handheld = tworld.enrol("warden")
+    before = timezone.now()
+    handheld.push_one(mutation("observation", "create", uuid.uuid4(), data=observation_data()))
+    device = Device.objects.get(pk=handheld.device_id)
+    assert device.last_push_at >= before and device.last_pull_at is None
+    between = timezone.now()
+    handheld.pull_all()
+    device.refresh_from_db()
+    assert device.last_pull_at >= between >= device.last_push_at
