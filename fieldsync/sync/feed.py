@@ -35,9 +35,12 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, crea
     from . import registry
 
     rank = {rtype.name: i for i, rtype in enumerate(registry.all_types())}
-    unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), e[1], e[2]))
+    # A UUID's bytes sort as the UUID does, compared in C rather than by UUID.__lt__ (a
+    # Python call per comparison: half the cost of sorting a push's thousand rows).
+    unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), getattr(e[1], "bytes", e[1]), e[2]))
     if not unique:
         return
     types, ids, keys = zip(*unique, strict=True)
     with db.cursor() as cursor:
-        cursor.execute(_NEW_SQL if created else _TOUCH_SQL, [at, list(types), db.uuid_array(ids), list(keys)])
+        cursor.execute(_NEW_SQL if created else _TOUCH_SQL,
+                       [at, db.text_array(types), db.uuid_array(ids), db.text_array(keys)])
