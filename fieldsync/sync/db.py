@@ -5,6 +5,9 @@ SQL text in Python); for a push's column arrays of 500 values that quoting costs
 than the statement. These cursors share Django's connection and transaction but let
 PostgreSQL bind the parameters, and read values with psycopg's compiled loaders.
 """
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import orjson
 import psycopg
 from django.db import connection
@@ -49,3 +52,14 @@ def cursor() -> psycopg.Cursor:
     # The session's TimeZone is UTC (Django sets it), so values arrive aware, in UTC.
     cur.adapters.register_loader("timestamptz", psycopg.adapters.get_loader(_TIMESTAMPTZ, pq.Format.TEXT))
     return cur
+
+
+@contextmanager
+def pipeline() -> Iterator[None]:
+    """Statements executed inside are sent at once and not waited for: Python goes on with
+    other work while PostgreSQL runs them. Their errors are raised when the block ends
+    (psycopg's pipeline mode), so only statements whose results nobody reads belong here,
+    and no COPY (pipeline mode refuses it)."""
+    connection.ensure_connection()
+    with connection.connection.pipeline():
+        yield

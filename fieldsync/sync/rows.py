@@ -131,17 +131,26 @@ def placed_by_engine() -> Iterator[None]:
         cursor.execute("SELECT set_config('fieldsync.engine_placed', 'off', true)")
 
 
-def insert_rows(rtype: RecordType, rows: list[Row]) -> None:
-    """New records by COPY, the fastest way in; row triggers (the area) still fire."""
-    if not rows:
-        return
+def copy_values(rtype: RecordType, rows: list[Row]) -> list[list[Any]]:
+    """The values `copy_rows` sends for new `rows`, column by column: the Python half of
+    an insert, which a caller may do while PostgreSQL is busy with something else."""
     keys, converters = _copy_plan(rtype)
+    prepared = []
+    for row in rows:
+        values = [row.get(key) for key in keys]
+        for i, convert in converters:
+            if values[i] is not None:
+                values[i] = convert(values[i])
+        prepared.append(values)
+    return prepared
+
+
+def copy_rows(rtype: RecordType, prepared: list[list[Any]]) -> None:
+    """New records by COPY, the fastest way in; row triggers (the area) still fire."""
+    if not prepared:
+        return
     with db.cursor() as cursor, cursor.copy(_copy_sql(rtype)) as copy:
-        for row in rows:
-            values = [row.get(key) for key in keys]
-            for i, convert in converters:
-                if values[i] is not None:
-                    values[i] = convert(values[i])
+        for values in prepared:
             copy.write_row(values)
 
 
