@@ -169,44 +169,54 @@ class Batch:
 
     def lock_and_load(self) -> None:
         valid = [m for m in self.mutations if not m.envelope_errors]
-        with db.cursor() as cursor:
-            # One lock per user serialises a user's pushes (the same push arriving twice at
-            # once, or two handhelds of one person), so receipts are read and written
-            # without a race. Records others edit meanwhile are held by row locks below;
-            # a create racing another user's create of the same id fails on the primary
-            # key and the batch is decided again (push_apply).
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{self.user.pk}"])
-            # Every mutation with a usable id, envelope errors or not: a resent rejection
-            # is a duplicate too, never a second receipt.
-            ids = [m.mutation_id for m in self.mutations if m.mutation_id is not None]
-            # One index probe per id (the LATERAL ... LIMIT 1 allows no other plan): with
-            # `mutation_id = ANY(...)` the planner read every receipt of the user and
-            # filtered them, a cost that grew with the user's whole push history.
-            cursor.execute(
-                "SELECT m.id, r.payload_hash, r.result FROM unnest(%s::uuid[]) AS m(id) "
-                "CROSS JOIN LATERAL (SELECT payload_hash, result FROM sync_receipt "
-                "WHERE user_id = %s AND mutation_id = m.id LIMIT 1) AS r",
-                [db.uuid_array(ids), self.user.pk],
-            )
-            for mutation_id, digest, result in cursor.fetchall():
-                self.seen[mutation_id] = (digest, _json(result))
-
+        # Every mutation with a usable id, envelope errors or not: a resent rejection
+        # is a duplicate too, never a second receipt.
+        ids = [m.mutation_id for m in self.mutations if m.mutation_id is not None]
         wanted: dict[str, set[uuid.UUID]] = defaultdict(set)
         for m in valid:
             wanted[m.rtype.name].add(m.record_id)
             parent = self._parent_ref(m)
             if parent:
                 wanted[parent[0]].add(parent[1])
-        for type_name, ids in wanted.items():
-            rtype = registry.get(type_name)
-            loaded = rows.load_rows(rtype, sorted(ids), lock=True)
-            for record_id in ids:
-                row = loaded.get(record_id)
-                keys = frozenset(rtype.policy.scope_keys(row)) if row else frozenset()
-                self.states[(type_name, record_id)] = RecordState(rtype, row, row is not None, keys)
+        # The lock and the reads that do not depend on each other go out together, in
+        # pipeline mode; PostgreSQL runs them in order (the reads after the lock) while
+        # Python cleans the batch's points for `_locate`, whose own query then waits for
+        # them. One after the other, each side idled while the other worked.
+        with db.pipeline():
+            with db.cursor() as cursor:
+                # One lock per user serialises a user's pushes (the same push arriving
+                # twice at once, or two handhelds of one person), so receipts are read and
+                # written without a race. Records others edit meanwhile are held by row
+                # locks below; a create racing another user's create of the same id fails
+                # on the primary key and the batch is decided again (push_apply).
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{self.user.pk}"])
+            receipts = db.cursor()
+            # One index probe per id (the LATERAL ... LIMIT 1 allows no other plan): with
+            # `mutation_id = ANY(...)` the planner read every receipt of the user and
+            # filtered them, a cost that grew with the user's whole push history.
+            receipts.execute(
+                "SELECT m.id, r.payload_hash, r.result FROM unnest(%s::uuid[]) AS m(id) "
+                "CROSS JOIN LATERAL (SELECT payload_hash, result FROM sync_receipt "
+                "WHERE user_id = %s AND mutation_id = m.id LIMIT 1) AS r",
+                [db.uuid_array(ids), self.user.pk],
+            )
+            pending = {
+                type_name: rows.load_rows_send(registry.get(type_name), sorted(record_ids), lock=True)
+                for type_name, record_ids in wanted.items()
+            }
+            self._locate(valid)
+            with receipts:
+                for mutation_id, digest, result in receipts.fetchall():
+                    self.seen[mutation_id] = (digest, _json(result))
+            for type_name, record_ids in wanted.items():
+                rtype = registry.get(type_name)
+                loaded = rows.load_rows_fetch(rtype, pending[type_name])
+                for record_id in record_ids:
+                    row = loaded.get(record_id)
+                    keys = frozenset(rtype.policy.scope_keys(row)) if row else frozenset()
+                    self.states[(type_name, record_id)] = RecordState(rtype, row, row is not None, keys)
         self._load_rejected_creates(wanted)
         self._load_versions_since(valid)
-        self._locate(valid)
 
     def _parent_ref(self, m: Mutation) -> tuple[str, uuid.UUID] | None:
         if not m.rtype.parent or not isinstance(m.data, dict):

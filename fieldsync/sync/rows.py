@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import connection
 
 from . import db
@@ -188,15 +189,30 @@ def _from_db(spec: FieldSpec | None, value: Any) -> Any:
 
 def load_rows(rtype: RecordType, ids: list, *, lock: bool = False) -> dict[Any, Row]:
     """Current rows by id, optionally locked FOR UPDATE (in id order, to avoid deadlocks)."""
+    return load_rows_fetch(rtype, load_rows_send(rtype, ids, lock=lock))
+
+
+def load_rows_send(rtype: RecordType, ids: list, *, lock: bool = False) -> psycopg.Cursor | None:
+    """The first half of `load_rows`: the query, on a cursor of its own, so that in a
+    pipeline (db.pipeline) other statements and Python work can go on before the rows
+    are read back with `load_rows_fetch`."""
     if not ids:
-        return {}
-    select, keys = _select_sql(rtype)
+        return None
+    select, _ = _select_sql(rtype)
     sql = f"{select} WHERE id = ANY(%s::uuid[]) ORDER BY id"
     if lock:
         sql += " FOR UPDATE"
-    with db.cursor() as cursor:
-        cursor.execute(sql, [db.uuid_array(ids)])
+    cursor = db.cursor()
+    cursor.execute(sql, [db.uuid_array(ids)])
+    return cursor
+
+
+def load_rows_fetch(rtype: RecordType, cursor: psycopg.Cursor | None) -> dict[Any, Row]:
+    if cursor is None:
+        return {}
+    with cursor:
         fetched = cursor.fetchall()
+    _, keys = _select_sql(rtype)
     rows = {}
     for values in fetched:
         row = {key: _from_db(spec, value) for (key, spec), value in zip(keys, values, strict=True)}
