@@ -338,7 +338,7 @@ def bench_pull(url: str, port: int, ids: dict, sizes: list[int]) -> list[tuple]:
     return rows
 
 
-def bench_first_sync(url: str, port: int, ids: dict, n: int) -> float:
+def bench_first_sync(url: str, port: int, ids: dict, n: int) -> tuple[float, float, int]:
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -367,16 +367,21 @@ def bench_first_sync(url: str, port: int, ids: dict, n: int) -> float:
         conn.execute("VACUUM ANALYZE warden_app_observation")
     token = enrol(port, "busy_reader")
     client = Http(port, token)
-    cursor, got = None, 0
+    cursor, got, parsing = None, 0, 0.0
     started = time.perf_counter()
     while True:
         _status, data = client.call("GET", "/api/v1/sync/pull?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+        # The client reads every page before asking for the next, as a handheld does; its
+        # own parsing (Python's json: ~11 ms a page of 1000 here) is timed apart: the server's share.
+        parse_started = time.perf_counter()
         page = json.loads(data)
+        parsing += time.perf_counter() - parse_started
         got += len(page["changes"])
         cursor = page["cursor"]
         if not page["has_more"]:
             break
-    return got / (time.perf_counter() - started), got
+    elapsed = time.perf_counter() - started
+    return got / elapsed, got / (elapsed - parsing), got
 
 
 def main() -> None:
@@ -417,8 +422,9 @@ def main() -> None:
         print(f"  big/small ratio: busy {b1 / b0:4.2f}x, quiet {q1 / q0:4.2f}x (target <= 1.5x)")
 
         print("\nfirst sync (20k in-scope records, pages of 1000)")
-        rate, got = bench_first_sync(url, port, ids, 20_000)
-        print(f"  {got} records at {rate:8.0f} records/s (target >= 20,000/s)")
+        rate, served, got = bench_first_sync(url, port, ids, 20_000)
+        print(f"  {got} records at {rate:8.0f} records/s (target >= 20,000/s); "
+              f"{served:.0f} records/s leaving out the client's own JSON parsing")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
