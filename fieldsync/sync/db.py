@@ -57,9 +57,14 @@ def cursor() -> psycopg.Cursor:
 @contextmanager
 def pipeline() -> Iterator[None]:
     """Statements executed inside are sent at once and not waited for: Python goes on with
-    other work while PostgreSQL runs them. Their errors are raised when the block ends
-    (psycopg's pipeline mode), so only statements whose results nobody reads belong here,
-    and no COPY (pipeline mode refuses it)."""
+    other work while PostgreSQL runs them, in order. A fetch inside waits for that
+    statement's result; a database error comes up at the next execute or fetch after it
+    arrives, or when the block ends, whichever statement it belongs to, so nothing inside
+    may catch database errors. No COPY inside (pipeline mode refuses it). Only inside a
+    transaction: outside one, each sync would end an implicit transaction and with it any
+    lock taken inside."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("db.pipeline() must run inside transaction.atomic()")
     connection.ensure_connection()
     with connection.connection.pipeline():
         yield

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -182,15 +183,9 @@ class Batch:
         # pipeline mode; PostgreSQL runs them in order (the reads after the lock) while
         # Python cleans the batch's points for `_locate`, whose own query then waits for
         # them. One after the other, each side idled while the other worked.
-        with db.pipeline():
-            with db.cursor() as cursor:
-                # One lock per user serialises a user's pushes (the same push arriving
-                # twice at once, or two handhelds of one person), so receipts are read and
-                # written without a race. Records others edit meanwhile are held by row
-                # locks below; a create racing another user's create of the same id fails
-                # on the primary key and the batch is decided again (push_apply).
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{self.user.pk}"])
-            receipts = db.cursor()
+        with db.pipeline(), ExitStack() as open_cursors:
+            _lock_user(self.user)
+            receipts = open_cursors.enter_context(db.cursor())
             # One index probe per id (the LATERAL ... LIMIT 1 allows no other plan): with
             # `mutation_id = ANY(...)` the planner read every receipt of the user and
             # filtered them, a cost that grew with the user's whole push history.
@@ -204,10 +199,12 @@ class Batch:
                 type_name: rows.load_rows_send(registry.get(type_name), sorted(record_ids), lock=True)
                 for type_name, record_ids in wanted.items()
             }
+            for cursor in pending.values():
+                if cursor is not None:
+                    open_cursors.enter_context(cursor)
             self._locate(valid)
-            with receipts:
-                for mutation_id, digest, result in receipts.fetchall():
-                    self.seen[mutation_id] = (digest, _json(result))
+            for mutation_id, digest, result in receipts.fetchall():
+                self.seen[mutation_id] = (digest, _json(result))
             for type_name, record_ids in wanted.items():
                 rtype = registry.get(type_name)
                 loaded = rows.load_rows_fetch(rtype, pending[type_name])
@@ -844,6 +841,9 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
     """Slow path after an unforeseen database error: each mutation in its own savepoint."""
     results: list[dict] = []
     with transaction.atomic():
+        # Taken here as well as in each savepoint's lock_and_load: rolling a savepoint back
+        # releases the locks taken inside it, and the refusal's receipt is written after.
+        _lock_user(user)
         for m in parsed:
             try:
                 with transaction.atomic():
@@ -862,6 +862,16 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
                 results.append(result)
         device_touch(device, "last_push_at", timezone.now())
     return results
+
+
+def _lock_user(user) -> None:
+    """One lock per user serialises a user's pushes (the same push arriving twice at once,
+    or two handhelds of one person), so receipts are read and written without a race.
+    Records others edit meanwhile are held by row locks; a create racing another user's
+    create of the same id fails on a unique key and the batch is decided again (push_apply).
+    Taken again by the same transaction, it is granted at once."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"push:{user.pk}"])
 
 
 def _refusal(exc: Exception) -> str:

@@ -210,7 +210,7 @@ def load_rows_send(rtype: RecordType, ids: list, *, lock: bool = False) -> psyco
 def load_rows_fetch(rtype: RecordType, cursor: psycopg.Cursor | None) -> dict[Any, Row]:
     if cursor is None:
         return {}
-    with cursor:
+    with cursor:  # closing an already closed cursor (a caller's ExitStack) is harmless
         fetched = cursor.fetchall()
     _, keys = _select_sql(rtype)
     rows = {}
