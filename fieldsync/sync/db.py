@@ -54,6 +54,16 @@ def cursor() -> psycopg.Cursor:
     return cur
 
 
+def copy_in(statement: str, prepared: list) -> None:
+    """Rows (each a sequence of column values, built beforehand) sent by `COPY ... FROM
+    STDIN`: the engine's one way of writing many new rows."""
+    if not prepared:
+        return
+    with cursor() as cur, cur.copy(statement) as copy:
+        for values in prepared:
+            copy.write_row(values)
+
+
 @contextmanager
 def pipeline() -> Iterator[None]:
     """Statements executed inside are sent at once and not waited for: Python goes on with

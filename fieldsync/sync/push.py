@@ -690,14 +690,8 @@ class Batch:
         ]
 
     def _copy_versions(self, prepared: list[tuple]) -> None:
-        if not prepared:
-            return
-        with db.cursor() as cursor, cursor.copy(
-            "COPY sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
-            "device_id, mutation_id, created_at) FROM STDIN"
-        ) as copy:
-            for values in prepared:
-                copy.write_row(values)
+        db.copy_in("COPY sync_recordversion (record_type, record_id, version, changed_fields, data, user_id, "
+                   "device_id, mutation_id, created_at) FROM STDIN", prepared)
 
     def _receipt_rows(self) -> list[tuple]:
         return [
@@ -707,14 +701,8 @@ class Batch:
         ]
 
     def _copy_receipts(self, prepared: list[tuple]) -> None:
-        if not prepared:
-            return
-        with db.cursor() as cursor, cursor.copy(
-            "COPY sync_receipt (user_id, device_id, mutation_id, record_type, record_id, op, "
-            "payload_hash, status, result, created_at) FROM STDIN"
-        ) as copy:
-            for values in prepared:
-                copy.write_row(values)
+        db.copy_in("COPY sync_receipt (user_id, device_id, mutation_id, record_type, record_id, op, "
+                   "payload_hash, status, result, created_at) FROM STDIN", prepared)
 
     def _write_receipts(self) -> None:
         self._copy_receipts(self._receipt_rows())

@@ -148,11 +148,7 @@ def copy_values(rtype: RecordType, rows: list[Row]) -> list[list[Any]]:
 
 def copy_rows(rtype: RecordType, prepared: list[list[Any]]) -> None:
     """New records by COPY, the fastest way in; row triggers (the area) still fire."""
-    if not prepared:
-        return
-    with db.cursor() as cursor, cursor.copy(_copy_sql(rtype)) as copy:
-        for values in prepared:
-            copy.write_row(values)
+    db.copy_in(_copy_sql(rtype), prepared)
 
 
 def update_rows(rtype: RecordType, rows: list[Row]) -> None:

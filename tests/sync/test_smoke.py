@@ -23,7 +23,6 @@ def test_push_then_pull_round_trip(world):
     assert other.store[("observation", str(obs))]["area"] == world.areas["leigh"].pk
 
 
-
 def test_a_device_keeps_its_last_push_and_pull_times(tworld):
     """Committed (tworld), so the pull runs as in production: its page in one transaction,
     then the pull time in a transaction of its own."""
