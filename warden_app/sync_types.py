@@ -25,6 +25,7 @@ from fieldsync.sync.registry import RecordType, Row
 from . import permissions
 from .choices import GRADED_ISSUE_TYPES, ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
 from .models import AuditItem, Observation, StreetAudit
+from .rights import rights_of
 from .roles import Role, roles_of
 
 SERVER_OWNED = frozenset({"version", "area", "author", "organisation", "server_time", "review", "device"})
@@ -168,6 +169,10 @@ class FieldRecordPolicy:
 
     def form_version_of(self, form_id: int) -> int:
         return _form_version(form_id)
+
+    def prepare(self, user) -> None:
+        rights_of(user)
+        self.form(None)
 
     def locate(self, points: Sequence[tuple[float, float]]) -> list[int | None]:
         # The engine's cursor binds the two arrays server-side; Django's would quote a

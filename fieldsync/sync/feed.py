@@ -44,3 +44,21 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, crea
     with db.cursor() as cursor:
         cursor.execute(_NEW_SQL if created else _TOUCH_SQL,
                        [at, db.text_array(types), db.uuid_array(ids), db.text_array(keys)])
+
+
+_DROP_SQL = """
+DELETE FROM sync_change c USING unnest(%s::text[], %s::uuid[], %s::text[]) AS v(t, id, k)
+WHERE c.record_type = v.t AND c.record_id = v.id AND c.scope_key = v.k
+"""
+
+
+def feed_drop(entries: Iterable[tuple[str, object, str]]) -> None:
+    """Take back rows this transaction wrote ahead (push: the feed of creates is sent
+    before they are decided) that the decision did not keep, e.g. a rejected create's.
+    No other transaction has seen them, so nothing is lost to a reader."""
+    unique = sorted(set(entries), key=lambda e: (e[0], getattr(e[1], "bytes", e[1]), e[2]))
+    if not unique:
+        return
+    types, ids, keys = zip(*unique, strict=True)
+    with db.cursor() as cursor:
+        cursor.execute(_DROP_SQL, [db.text_array(types), db.uuid_array(ids), db.text_array(keys)])

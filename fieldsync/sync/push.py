@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from . import db, registry, rows
 from .errors import SyncError
-from .feed import feed_touch
+from .feed import feed_drop, feed_touch
 from .fields import Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
 from .models import MutationStatus
@@ -165,6 +165,23 @@ class Batch:
         self.versions_since: dict[tuple[str, uuid.UUID], list[tuple[int, list[str], Any, dict]]] = {}
         self.placements: dict[int, Any] = {}
         self._contexts: dict[int | None, Context] = {}
+        # Feed rows of this batch's creates, written before the creates were decided.
+        self.feed_ahead: set[tuple[str, uuid.UUID, str]] = set()
+
+    def apply(self) -> None:
+        """Lock, load, decide and write the batch, in the caller's transaction.
+
+        The feed rows of the batch's creates go out before deciding, in pipeline mode:
+        PostgreSQL inserts them (two per record, with their index entries) while Python
+        validates and decides, where before each side waited for the other. `write`
+        then takes back the rows of any create that was not applied.
+        """
+        self.lock_and_load()
+        with db.pipeline():
+            self.feed_ahead = self._feed_of_creates()
+            feed_touch(self.feed_ahead, at=self.now, created=True)
+            self.decide()
+        self.write()
 
     # --- loading ------------------------------------------------------------------------
 
@@ -203,6 +220,8 @@ class Batch:
                 if cursor is not None:
                     open_cursors.enter_context(cursor)
             self._locate(valid)
+            for rtype in {m.rtype.name: m.rtype for m in valid}.values():
+                rtype.policy.prepare(self.user)
             for mutation_id, digest, result in receipts.fetchall():
                 self.seen[mutation_id] = (digest, _json(result))
             for type_name, record_ids in wanted.items():
@@ -214,6 +233,34 @@ class Batch:
                     self.states[(type_name, record_id)] = RecordState(rtype, row, row is not None, keys)
         self._load_rejected_creates(wanted)
         self._load_versions_since(valid)
+
+    def _feed_of_creates(self) -> set[tuple[str, uuid.UUID, str]]:
+        """The feed rows the batch's creates will have if they are applied, or none at all
+        when that cannot be known before deciding: a record touched by more than one
+        mutation of the batch may move. All or none keeps the feed's order as `write`
+        gives it (every created record's rows in one sorted insert, parents first)."""
+        valid = [m for m in self.mutations if not m.envelope_errors]
+        touches: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
+        for m in valid:
+            touches[m.key] += 1
+        entries: set[tuple[str, uuid.UUID, str]] = set()
+        # A new record's keys follow from the columns the server sets (author, place), so
+        # they are worked out once per type and place, not once per record.
+        keys_at: dict[tuple[str, Any], list[str]] = {}
+        for m in valid:
+            if m.op != "create" or m.mutation_id in self.seen or self.states[m.key].row is not None:
+                continue  # a resend or a create of an existing id: no new feed rows
+            if touches[m.key] > 1:
+                return set()
+            placement = self.placements.get(m.index)
+            keys = keys_at.get((m.rtype.name, placement))
+            if keys is None:
+                policy = m.rtype.policy
+                row = policy.new_row_columns(user=self.user, device=self.device, placement=placement)
+                keys = keys_at[(m.rtype.name, placement)] = list(policy.scope_keys(row))
+            for key in keys:
+                entries.add((m.rtype.name, m.record_id, key))
+        return entries
 
     def _parent_ref(self, m: Mutation) -> tuple[str, uuid.UUID] | None:
         if not m.rtype.parent or not isinstance(m.data, dict):
@@ -661,7 +708,10 @@ class Batch:
         # thousand for a push of 500 creates), Python builds the rows the COPYs below send.
         # Done one after the other, each side sat idle while the other worked.
         with db.pipeline():
-            feed_touch(feed_new, at=self.now, created=True)  # records are never hard-deleted: no old rows
+            # Creates' rows were written ahead (apply); here only what the decision changed.
+            written = set(feed_new)
+            feed_drop(self.feed_ahead - written)
+            feed_touch(written - self.feed_ahead, at=self.now, created=True)  # never hard-deleted: no old rows
             feed_touch(feed, at=self.now)
             new_rows = {name: rows.copy_values(registry.get(name), found) for name, found in by_type_new.items()}
             version_rows = self._version_rows(versions)
@@ -818,9 +868,7 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
 def _push_batch(user, device, parsed: list[Mutation]) -> list[dict]:
     with transaction.atomic():
         batch = Batch(user=user, device=device, mutations=parsed)
-        batch.lock_and_load()
-        batch.decide()
-        batch.write()
+        batch.apply()
         device_touch(device, "last_push_at", batch.now)
     return batch.results
 
@@ -836,9 +884,7 @@ def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
             try:
                 with transaction.atomic():
                     batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
-                    batch.lock_and_load()
-                    batch.decide()
-                    batch.write()
+                    batch.apply()
                     results.append(batch.results[0])
             except REFUSED as exc:
                 batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
