@@ -14,7 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections import defaultdict
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,8 +177,9 @@ class Batch:
         then takes back the rows of any create that was not applied.
         """
         self.lock_and_load()
-        with db.pipeline():
-            self.feed_ahead = self._feed_of_creates()
+        self.feed_ahead = self._feed_of_creates()
+        # A pipeline's end is a round trip of its own: none when there is nothing to send.
+        with db.pipeline() if self.feed_ahead else nullcontext():
             feed_touch(self.feed_ahead, at=self.now, created=True)
             self.decide()
         self.write()
@@ -704,14 +705,15 @@ class Batch:
             # A tombstone keeps the record's data, so a delete is an alteration, not an erasure.
             action = "alteration" if state.in_db else "collection"
             collected[(type_name, action)].append(record_id)
-        # The feed goes first, in pipeline mode: while PostgreSQL inserts its rows (a
-        # thousand for a push of 500 creates), Python builds the rows the COPYs below send.
-        # Done one after the other, each side sat idle while the other worked.
-        with db.pipeline():
-            # Creates' rows were written ahead (apply); here only what the decision changed.
-            written = set(feed_new)
-            feed_drop(self.feed_ahead - written)
-            feed_touch(written - self.feed_ahead, at=self.now, created=True)  # never hard-deleted: no old rows
+        # The feed goes first, in pipeline mode: while PostgreSQL writes its rows, Python
+        # builds the rows the COPYs below send. Creates' rows were written ahead (apply),
+        # so here there is only what the decision changed: updated records' rows, and a
+        # create that was not applied taken back.
+        written = set(feed_new)
+        dropped, added = self.feed_ahead - written, written - self.feed_ahead
+        with db.pipeline() if dropped or added or feed else nullcontext():
+            feed_drop(dropped)
+            feed_touch(added, at=self.now, created=True)  # records are never hard-deleted: no old rows
             feed_touch(feed, at=self.now)
             new_rows = {name: rows.copy_values(registry.get(name), found) for name, found in by_type_new.items()}
             version_rows = self._version_rows(versions)
