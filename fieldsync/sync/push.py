@@ -222,7 +222,9 @@ class Batch:
                     open_cursors.enter_context(cursor)
             self._locate(valid)
             for rtype in {m.rtype.name: m.rtype for m in valid}.values():
-                rtype.policy.prepare(self.user)
+                prepare = getattr(rtype.policy, "prepare", None)  # optional in a policy
+                if prepare is not None:
+                    prepare(self.user)
             for mutation_id, digest, result in receipts.fetchall():
                 self.seen[mutation_id] = (digest, _json(result))
             for type_name, record_ids in wanted.items():
@@ -853,7 +855,11 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
     for attempt in range(3):
         try:
             return _push_batch(user, device, parsed)
-        except RETRYABLE as exc:  # deadlock, serialization failure, a racing create
+        except (*RETRYABLE, *REFUSED) as exc:
+            if not retryable(exc):
+                log.warning("push batch failed (%s); replaying one mutation at a time", exc)
+                return _push_one_by_one(user, device, parsed)
+            # A deadlock, a serialization failure, a racing create, a lost connection.
             log.warning("push attempt %d failed with %s", attempt + 1, type(exc).__name__)
             if attempt < 2:
                 continue
@@ -861,10 +867,15 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
                 return _push_one_by_one(user, device, parsed)
             raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
                             headers={"Retry-After": "2"}) from exc
-        except REFUSED as exc:
-            log.warning("push batch failed (%s); replaying one mutation at a time", exc)
-            return _push_one_by_one(user, device, parsed)
     raise AssertionError("unreachable")
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether deciding the push again may succeed. In pipeline mode an error comes up
+    at whichever statement reads results next: a statement sent ahead by the engine
+    (psycopg's class) may surface in a query of Django's, which wraps it in its own class
+    (an IntegrityError), so the cause is what tells."""
+    return isinstance(exc, RETRYABLE) or isinstance(exc.__cause__, RETRYABLE)
 
 
 def _push_batch(user, device, parsed: list[Mutation]) -> list[dict]:

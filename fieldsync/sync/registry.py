@@ -45,9 +45,11 @@ class RecordPolicy(Protocol):
     def can_move_to(self, user, row: Row, placement: Any) -> bool: ...
 
     def prepare(self, user) -> None:
-        """Read now whatever deciding a push of `user` will ask (their rights, the current
-        form), so that deciding sends no statement: it runs while statements sent ahead of
-        it are in flight, and a read would wait for all of them."""
+        """Optional: read now what deciding a push of `user` will ask of the database
+        (their rights, the current form). Deciding runs while statements sent ahead of it
+        are in flight, and any read of its own waits for all of them first, so a batch of
+        plain creates should need none. Rarer paths (a conflict's record view, an audit
+        item's lock) still read, correctly, without the overlap."""
 
     def is_locked(self, row: Row) -> bool:
         """True when field edits must become conflicts (e.g. approved by review)."""

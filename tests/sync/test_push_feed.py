@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from fieldsync.sync.models import Change, Device
-from fieldsync.sync.push import Batch, parse_mutation
+from fieldsync.sync.push import Batch, parse_mutation, retryable
 
-from .conftest import IN_LEIGH, IN_WIGAN, OUTSIDE, mutation, observation_data, point
+from .conftest import IN_LEIGH, IN_WIGAN, OUTSIDE, audit_data, item_data, mutation, observation_data, point
 from .pushkit import assert_not_stored
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +44,15 @@ def test_a_mixed_batch_leaves_feed_rows_for_the_applied_creates_only(world, ward
     assert sorted(pulled) == sorted([str(good), str(other_good)])
 
 
+def decided(world, handheld, raws) -> Batch:
+    device = Device.objects.get(pk=handheld.device_id)
+    with transaction.atomic():
+        batch = Batch(user=world.users["warden"], device=device,
+                      mutations=[parse_mutation(i, m) for i, m in enumerate(raws)])
+        batch.apply()
+    return batch
+
+
 def test_a_record_created_and_moved_in_one_push_is_in_the_feed_of_its_last_place(world):
     # Touched twice, the record is not written ahead; moved outside every area, it is
     # kept under its author's own key ("t:"), and its Leigh row must not stay behind.
@@ -61,14 +71,53 @@ def test_the_feed_written_ahead_is_the_feed_the_decisions_keep(world, warden):
     # The common case, a batch of good creates, needs no correction after deciding: the
     # rows written ahead are exactly the rows the records have.
     user = world.users["warden"]
-    device = Device.objects.get(pk=warden.device_id)
     raws = [mutation("observation", "create", uuid.uuid4(), observation_data(at=at))
             for at in (IN_LEIGH, IN_LEIGH, OUTSIDE)]
-    with transaction.atomic():
-        batch = Batch(user=user, device=device, mutations=[parse_mutation(i, m) for i, m in enumerate(raws)])
-        batch.apply()
+    batch = decided(world, warden, raws)
     assert [r["status"] for r in batch.results] == ["applied"] * 3
     written = {(c.record_type, c.record_id, c.scope_key)
                for c in Change.objects.filter(record_id__in=[uuid.UUID(m["id"]) for m in raws])}
     assert len(written) == 6
     assert batch.feed_ahead == written
+    assert {key for _, _, key in written} == {f"u:{user.pk}", f"a:{world.areas['leigh'].pk}", f"t:{user.pk}"}
+
+
+def test_nothing_is_written_ahead_when_a_record_is_touched_twice(world, warden):
+    # Its place after the batch is not known before deciding; rows written ahead and then
+    # corrected would come after the rest of the feed and upset its order.
+    record_id = uuid.uuid4()
+    batch = decided(world, warden, [
+        mutation("observation", "create", uuid.uuid4(), observation_data()),
+        mutation("observation", "create", record_id, observation_data()),
+        mutation("observation", "update", record_id, {"description": "moved on"}, base_version=1),
+    ])
+    assert [r["status"] for r in batch.results] == ["applied"] * 3
+    assert batch.feed_ahead == set()
+    assert feed_keys(record_id) == {f"u:{world.users['warden'].pk}", f"a:{world.areas['leigh'].pk}"}
+
+
+def test_an_audit_written_ahead_with_its_items_comes_before_them_in_the_feed(world, warden):
+    audit_id = uuid.uuid4()
+    item_ids = [uuid.uuid4() for _ in range(3)]
+    results = warden.push([mutation("street_audit", "create", audit_id, audit_data())]
+                          + [mutation("audit_item", "create", i, item_data(audit_id)) for i in item_ids])["results"]
+    assert [r["status"] for r in results] == ["applied"] * 4, results
+    audit_seqs = list(Change.objects.filter(record_id=audit_id).values_list("seq", flat=True))
+    item_seqs = list(Change.objects.filter(record_id__in=item_ids).values_list("seq", flat=True))
+    assert len(audit_seqs) == 2 and len(item_seqs) == 6
+    assert max(audit_seqs) < min(item_seqs)
+    pulled = [c["type"] for c in warden.pull_all()]
+    assert pulled == ["street_audit"] + ["audit_item"] * 3
+
+
+def test_a_racing_create_that_surfaces_in_a_django_query_is_retried_not_refused():
+    # In pipeline mode the unique violation of a row written ahead comes up at whichever
+    # statement reads next; in one of Django's queries it arrives wrapped in Django's
+    # IntegrityError. Deciding again (then one by one) is the answer, not a refusal.
+    wrapped = IntegrityError("duplicate key")
+    wrapped.__cause__ = psycopg.errors.UniqueViolation("duplicate key")
+    assert retryable(wrapped)
+    refused = IntegrityError("check")
+    refused.__cause__ = psycopg.errors.CheckViolation("check")
+    assert not retryable(refused)
+    assert retryable(psycopg.errors.UniqueViolation("duplicate key"))
