@@ -25,13 +25,11 @@ DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq, changed_at = EXCLUDED.chan
 _NEW_SQL = _TOUCH_SQL[: _TOUCH_SQL.index("ON CONFLICT")]
 
 
-def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, created: bool = False) -> None:
-    """Record that each (record type, record id, scope key) changed in this transaction;
-    `created` says every record named was created in it.
-
-    Sorted (parent types first, as registered), so concurrent writers lock feed rows in
-    one order and cannot deadlock, and a page lists an audit before its items.
-    """
+def _arrays(entries: Iterable[tuple[str, object, str]]) -> list[str] | None:
+    """Distinct (record type, record id, scope key) entries as the three array literals the
+    statements take, sorted: parent types first, as registered, then by id and key, so
+    concurrent writers lock feed rows in one order and cannot deadlock, and a page lists an
+    audit before its items. None when there are none."""
     from . import registry
 
     rank = {rtype.name: i for i, rtype in enumerate(registry.all_types())}
@@ -39,11 +37,19 @@ def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, crea
     # Python call per comparison: half the cost of sorting a push's thousand rows).
     unique = sorted(set(entries), key=lambda e: (rank.get(e[0], 99), getattr(e[1], "bytes", e[1]), e[2]))
     if not unique:
-        return
+        return None
     types, ids, keys = zip(*unique, strict=True)
+    return [db.text_array(types), db.uuid_array(ids), db.text_array(keys)]
+
+
+def feed_touch(entries: Iterable[tuple[str, object, str]], *, at: datetime, created: bool = False) -> None:
+    """Record that each (record type, record id, scope key) changed in this transaction;
+    `created` says every record named was created in it."""
+    arrays = _arrays(entries)
+    if arrays is None:
+        return
     with db.cursor() as cursor:
-        cursor.execute(_NEW_SQL if created else _TOUCH_SQL,
-                       [at, db.text_array(types), db.uuid_array(ids), db.text_array(keys)])
+        cursor.execute(_NEW_SQL if created else _TOUCH_SQL, [at, *arrays])
 
 
 _DROP_SQL = """
@@ -56,9 +62,8 @@ def feed_drop(entries: Iterable[tuple[str, object, str]]) -> None:
     """Take back rows this transaction wrote ahead (push: the feed of creates is sent
     before they are decided) that the decision did not keep, e.g. a rejected create's.
     No other transaction has seen them, so nothing is lost to a reader."""
-    unique = sorted(set(entries), key=lambda e: (e[0], getattr(e[1], "bytes", e[1]), e[2]))
-    if not unique:
+    arrays = _arrays(entries)
+    if arrays is None:
         return
-    types, ids, keys = zip(*unique, strict=True)
     with db.cursor() as cursor:
-        cursor.execute(_DROP_SQL, [db.text_array(types), db.uuid_array(ids), db.text_array(keys)])
+        cursor.execute(_DROP_SQL, arrays)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -152,6 +152,8 @@ class Batch:
         self.user = user
         self.device = device
         self.mutations = mutations
+        # The mutations whose envelope holds: only these name a record to load or decide.
+        self.valid = [m for m in mutations if not m.envelope_errors]
         self.now = timezone.now()
         self.ctx_future = timedelta(seconds=settings.SYNC_MAX_CLOCK_SKEW_S)
         self.tolerance_m = settings.SYNC_LOCATION_TOLERANCE_M
@@ -187,7 +189,7 @@ class Batch:
     # --- loading ------------------------------------------------------------------------
 
     def lock_and_load(self) -> None:
-        valid = [m for m in self.mutations if not m.envelope_errors]
+        valid = self.valid
         # Every mutation with a usable id, envelope errors or not: a resent rejection
         # is a duplicate too, never a second receipt.
         ids = [m.mutation_id for m in self.mutations if m.mutation_id is not None]
@@ -242,15 +244,12 @@ class Batch:
         when that cannot be known before deciding: a record touched by more than one
         mutation of the batch may move. All or none keeps the feed's order as `write`
         gives it (every created record's rows in one sorted insert, parents first)."""
-        valid = [m for m in self.mutations if not m.envelope_errors]
-        touches: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
-        for m in valid:
-            touches[m.key] += 1
+        touches = Counter(m.key for m in self.valid)
         entries: set[tuple[str, uuid.UUID, str]] = set()
         # A new record's keys follow from the columns the server sets (author, place), so
         # they are worked out once per type and place, not once per record.
         keys_at: dict[tuple[str, Any], list[str]] = {}
-        for m in valid:
+        for m in self.valid:
             if m.op != "create" or m.mutation_id in self.seen or self.states[m.key].row is not None:
                 continue  # a resend or a create of an existing id: no new feed rows
             if touches[m.key] > 1:

@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from fieldsync.sync.models import Change, Device
-from fieldsync.sync.push import Batch, parse_mutation, retryable
+from fieldsync.sync.push import Batch, parse_mutation
 
 from .conftest import IN_LEIGH, IN_WIGAN, OUTSIDE, audit_data, item_data, mutation, observation_data, point
 from .pushkit import assert_not_stored
@@ -54,8 +54,9 @@ def decided(world, handheld, raws) -> Batch:
 
 
 def test_a_record_created_and_moved_in_one_push_is_in_the_feed_of_its_last_place(world):
-    # Touched twice, the record is not written ahead; moved outside every area, it is
-    # kept under its author's own key ("t:"), and its Leigh row must not stay behind.
+    # Moved outside every area, it is kept under its author's own key ("t:"), and its
+    # Leigh row must not stay behind (test_nothing_is_written_ahead_… checks that a record
+    # touched twice is not written ahead at all).
     warden = world.enrol("warden")
     user = world.users["warden"]
     record_id = uuid.uuid4()
@@ -110,14 +111,50 @@ def test_an_audit_written_ahead_with_its_items_comes_before_them_in_the_feed(wor
     assert pulled == ["street_audit"] + ["audit_item"] * 3
 
 
-def test_a_racing_create_that_surfaces_in_a_django_query_is_retried_not_refused():
+def wrapped_in_django(cause: Exception) -> IntegrityError:
+    """A database error as one of Django's queries raises it: Django's class, psycopg's cause."""
+    error = IntegrityError(str(cause))
+    error.__cause__ = cause
+    return error
+
+
+def test_a_racing_create_that_surfaces_in_a_django_query_is_retried_not_refused(world, warden, monkeypatch):
     # In pipeline mode the unique violation of a row written ahead comes up at whichever
     # statement reads next; in one of Django's queries it arrives wrapped in Django's
-    # IntegrityError. Deciding again (then one by one) is the answer, not a refusal.
-    wrapped = IntegrityError("duplicate key")
-    wrapped.__cause__ = psycopg.errors.UniqueViolation("duplicate key")
-    assert retryable(wrapped)
-    refused = IntegrityError("check")
-    refused.__cause__ = psycopg.errors.CheckViolation("check")
-    assert not retryable(refused)
-    assert retryable(psycopg.errors.UniqueViolation("duplicate key"))
+    # IntegrityError. Deciding again is the answer, not the one-by-one replay of refusals.
+    from fieldsync.sync import push
+
+    real, attempts = push._push_batch, []
+
+    def racing_once(user, device, parsed):
+        attempts.append(len(parsed))
+        if len(attempts) == 1:
+            raise wrapped_in_django(psycopg.errors.UniqueViolation("duplicate key"))
+        return real(user, device, parsed)
+
+    monkeypatch.setattr(push, "_push_batch", racing_once)
+    monkeypatch.setattr(push, "_push_one_by_one", lambda *args: pytest.fail("replayed one by one"))
+    record_id = uuid.uuid4()
+    assert warden.push_one(mutation("observation", "create", record_id, observation_data()))["status"] == "applied"
+    assert attempts == [1, 1]
+    assert feed_keys(record_id) == {f"u:{world.users['warden'].pk}", f"a:{world.areas['leigh'].pk}"}
+
+
+def test_a_refusal_that_surfaces_in_a_django_query_is_replayed_one_by_one(world, warden, monkeypatch):
+    from fieldsync.sync import push
+
+    attempts, replays = [], []
+    real_replay = push._push_one_by_one
+
+    def refused(user, device, parsed):
+        attempts.append(len(parsed))
+        raise wrapped_in_django(psycopg.errors.CheckViolation("check"))
+
+    def replay(user, device, parsed):
+        replays.append(len(parsed))
+        return real_replay(user, device, parsed)
+
+    monkeypatch.setattr(push, "_push_batch", refused)
+    monkeypatch.setattr(push, "_push_one_by_one", replay)
+    assert warden.push_one(mutation("observation", "create", uuid.uuid4(), observation_data()))["status"] == "applied"
+    assert attempts == [1] and replays == [1], "a refusal is not retried as a whole"
