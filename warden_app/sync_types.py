@@ -272,12 +272,14 @@ class FieldRecordPolicy:
             }
         return view
 
-    def record_consulted(self, *, user, device, record_ids: list) -> None:
-        """A pull handed these records over with personal fields in them (s.62 consultation)."""
+    def record_consulted(self, *, user, device, record_ids: list, purpose: str = "") -> None:
+        """An answer of the sync API handed these records over with personal fields in them
+        (s.62 consultation)."""
         from .services.access_log import access_log_synced
 
         access_log_synced(user=user, action="consultation", record_type=self.record_type, record_ids=record_ids,
-                          device_id=device.pk if device else None, purpose="field sync to the user's handheld")
+                          device_id=device.pk if device else None,
+                          purpose=purpose or "field sync to the user's handheld")
 
     def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
         from .services.access_log import access_log_synced

@@ -32,6 +32,7 @@ from .fields import Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
 from .models import MutationStatus
 from .registry import RecordType, Row
+from .shown import Consulted, record_view, wire_data
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ REFUSED = (IntegrityError, DatabaseError, psycopg.errors.IntegrityError, psycopg
 OPS = ("create", "update", "delete")
 ENVELOPE_KEYS = {"mutation_id", "type", "op", "id", "base_version", "client_time", "data"}
 DUPLICATE = "duplicate"
+# The purpose logged when a push answer shows the server's version of a record (s.62).
+CONFLICT_ANSWER = "push answer: the server's version of a record in conflict"
 REJECTED = MutationStatus.REJECTED.value
 
 
@@ -169,6 +172,8 @@ class Batch:
         self._contexts: dict[int | None, Context] = {}
         # Feed rows of this batch's creates, written before the creates were decided.
         self.feed_ahead: set[tuple[str, uuid.UUID, str]] = set()
+        # Records whose server view an answer (a conflict) shows with personal values.
+        self.consulted = Consulted()
 
     def apply(self) -> None:
         """Lock, load, decide and write the batch, in the caller's transaction.
@@ -363,6 +368,11 @@ class Batch:
         return result
 
     def _remember(self, m: Mutation, result: dict) -> None:
+        # The receipt keeps the outcome, never the record view a conflict answer carries: a
+        # duplicate is answered from the receipt, and the record's values (and the sender's
+        # right to see them) may have changed since; a pull gives them as they are now.
+        if "record" in result:
+            result = {key: value for key, value in result.items() if key != "record"}
         self.seen[m.mutation_id] = (m.payload_hash, result)
         self.receipts_new.append((m, result))
 
@@ -454,7 +464,7 @@ class Batch:
         """The record as a pull upsert shows it (author's name, latest review note)."""
         row = dict(state.row)
         state.rtype.policy.enrich([row])
-        return record_view(state.rtype, row, self.user)
+        return record_view(state.rtype, row, self.user, self.consulted)
 
     def _new_version(self, m: Mutation, state: RecordState, changed: list[str]) -> int:
         row = state.row
@@ -734,6 +744,7 @@ class Batch:
             registry.get(type_name).policy.record_collected(
                 user=self.user, device=self.device, action=action, record_ids=ids
             )
+        self.consulted.log(user=self.user, device=self.device, purpose=CONFLICT_ANSWER)
 
     def _version_rows(self, versions: list[tuple]) -> list[tuple]:
         return [
@@ -827,25 +838,6 @@ def _without_nul(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_nul(v) for v in value]
     return value
-
-
-def wire_data(rtype: RecordType, row: Row, fields: frozenset[str] | None = None) -> dict:
-    """The record's `data` as sent on the wire, optionally limited to `fields`."""
-    data = {}
-    for spec in rtype.fields:
-        if fields is not None and spec.name not in fields:
-            continue
-        data[spec.name] = to_wire(spec, row.get(spec.name))
-    return data
-
-
-def record_view(rtype: RecordType, row: Row, user) -> dict:
-    """The record as `user` may see it, with the server's fields (as in a pull upsert)."""
-    visible = rtype.policy.visible_fields(user, row)
-    return {
-        "type": rtype.name, "id": str(row["id"]), "version": row["version"],
-        "data": wire_data(rtype, row, visible), **rtype.policy.server_view(row),
-    }
 
 
 def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:

@@ -78,9 +78,10 @@ class RecordPolicy(Protocol):
     def server_view(self, row: Row) -> dict[str, Any]:
         """Server-owned fields sent with an upsert (area, author, review…)."""
 
-    def record_consulted(self, *, user, device, record_ids: list) -> None:
-        """Called inside a pull's transaction with the records it hands over carrying
-        personal fields (s.62 consultation)."""
+    def record_consulted(self, *, user, device, record_ids: list, purpose: str = "") -> None:
+        """Called inside the transaction of an answer (a pull page, a push answer, the sync
+        status) with the records it hands over carrying personal values (s.62
+        consultation); `purpose` says which answer, empty for a pull page."""
 
     def record_collected(self, *, user, device, action: str, record_ids: list) -> None:
         """Called inside the push transaction for the access log (s.62 collection and

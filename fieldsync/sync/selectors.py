@@ -1,10 +1,21 @@
 """Reads of the engine's own state: what a device (or a supervisor's team) has open."""
 from __future__ import annotations
 
-from django.db import connection
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
 
-from . import registry
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import registry, rows
 from .models import Conflict, Device, QuarantinedMutation
+from .registry import Row
+from .shown import Consulted, conflict_values
+
+# The purpose logged when the sync status shows conflict values (s.62).
+STATUS_PURPOSE = "sync status: open conflicts of the user's or their team's handhelds"
 
 
 def _iso(value) -> str | None:
@@ -35,9 +46,57 @@ def missing_attachments(device_ids: list) -> list[dict]:
     return found
 
 
-def device_health(device: Device) -> dict:
-    conflicts = Conflict.objects.filter(device=device, resolved_at__isnull=True).order_by("created_at")
+def _conflict_rows(conflicts: list[Conflict]) -> dict[tuple[str, Any], Row]:
+    """The current row of every conflict's record, one query per record type."""
+    by_type: dict[str, list] = defaultdict(list)
+    for c in conflicts:
+        by_type[c.record_type].append(c.record_id)
+    found: dict[tuple[str, Any], Row] = {}
+    for type_name, ids in by_type.items():
+        rtype = registry.get(type_name)
+        if rtype is not None:
+            for record_id, row in rows.load_rows(rtype, ids).items():
+                found[(type_name, record_id)] = row
+    return found
+
+
+def _conflict_entry(user, c: Conflict, row: Row | None, window_start, consulted: Consulted) -> dict:
+    """An open conflict as `user` may see it: the values of fields they may see of a record
+    in their device's scope (as a pull would hand it over), the rest withheld by name."""
+    rtype = registry.get(c.record_type)
+    in_scope = (rtype is not None and row is not None and not row.get("deleted_at")
+                and rtype.policy.in_device_scope(user, row, window_start))
+    fields, withheld = (conflict_values(rtype, row, user, c.fields, in_scope=in_scope, consulted=consulted)
+                        if rtype is not None else ({}, sorted(c.fields)))
+    entry = {"conflict_id": str(c.pk), "type": c.record_type, "id": str(c.record_id), "reason": c.reason,
+             "mutation_id": str(c.mutation_id), "fields": fields, "created_at": _iso(c.created_at)}
+    if withheld:
+        entry["withheld"] = withheld
+    return entry
+
+
+def _quarantine_entry(q: QuarantinedMutation, *, own: bool) -> dict:
+    """A kept mutation, without its payload. Error messages can quote what was sent, so
+    only its sender reads them; a supervisor gets the codes, enough to know what to fix."""
+    errors = q.errors if own else _error_codes(q.errors)
+    return {"mutation_id": q.mutation_id, "type": q.record_type, "id": q.record_id, "op": q.op,
+            "code": q.code, "errors": errors, "created_at": _iso(q.created_at)}
+
+
+def _error_codes(errors: Any) -> dict:
+    if not isinstance(errors, dict):
+        return {}
+    return {name: [{"code": p.get("code", "")} for p in problems if isinstance(p, dict)]
+            for name, problems in errors.items() if isinstance(problems, list)}
+
+
+def device_health(device: Device, *, user, window_start, consulted: Consulted) -> dict:
+    """One device's sync health as `user` sees it (the device's own user, or a supervisor)."""
+    conflicts = list(Conflict.objects.filter(device=device, resolved_at__isnull=True).order_by("created_at")[:500])
     quarantined = QuarantinedMutation.objects.filter(device=device, resolved_at__isnull=True).order_by("created_at")
+    current = _conflict_rows(conflicts)
+    own = device.user_id == user.pk
+    missing = missing_attachments([device.pk])
     return {
         "device_id": str(device.pk),
         "label": device.label,
@@ -45,25 +104,41 @@ def device_health(device: Device) -> dict:
         "revoked": device.revoked_at is not None,
         "last_push_at": _iso(device.last_push_at),
         "last_pull_at": _iso(device.last_pull_at),
-        "conflicts": [
-            {"conflict_id": str(c.pk), "type": c.record_type, "id": str(c.record_id), "reason": c.reason,
-             "mutation_id": str(c.mutation_id), "fields": c.fields, "created_at": _iso(c.created_at)}
-            for c in conflicts[:500]
-        ],
-        "quarantined": [
-            {"mutation_id": q.mutation_id, "type": q.record_type, "id": q.record_id, "op": q.op,
-             "code": q.code, "errors": q.errors, "created_at": _iso(q.created_at)}
-            for q in quarantined[:500]
-        ],
-        "missing_attachments": missing_attachments([device.pk]),
+        "conflicts": [_conflict_entry(user, c, current.get((c.record_type, c.record_id)), window_start, consulted)
+                      for c in conflicts],
+        "quarantined": [_quarantine_entry(q, own=own) for q in quarantined[:500]],
+        "missing_attachments": (missing if own else _in_scope_only(user, missing, window_start)),
     }
+
+
+def _in_scope_only(user, entries: list[dict], window_start) -> list[dict]:
+    """The entries (`{type, id, ...}`) whose record is in `user`'s device scope: a supervisor
+    watching a team device sees only what they would pull, even when its user is also in
+    another team."""
+    by_type: dict[str, list] = defaultdict(list)
+    for entry in entries:
+        by_type[entry["type"]].append(entry["id"])
+    keep = set()
+    for type_name, ids in by_type.items():
+        rtype = registry.get(type_name)
+        for record_id, row in rows.load_rows(rtype, ids).items():
+            if rtype.policy.in_device_scope(user, row, window_start):
+                keep.add((type_name, str(record_id)))
+    return [entry for entry in entries if (entry["type"], entry["id"]) in keep]
 
 
 def sync_status(*, user, device: Device) -> dict:
     """This device's open conflicts, quarantine and missing photos; supervisors also get
-    the same for the devices of the teams they supervise."""
-    status = device_health(device)
-    team = [d for d in devices_visible_to(user) if d.pk != device.pk and d.user_id != user.pk]
-    if team:
-        status["team_devices"] = [device_health(d) for d in team]
+    the same for the devices of the teams they supervise. Conflict values are scoped and
+    redacted as a pull page is, and those showing personal values are logged (s.62) in the
+    same transaction, before the answer leaves."""
+    window_start = timezone.now() - timedelta(days=settings.SYNC_WINDOW_DAYS)
+    consulted = Consulted()
+    with transaction.atomic():
+        status = device_health(device, user=user, window_start=window_start, consulted=consulted)
+        team = [d for d in devices_visible_to(user) if d.pk != device.pk and d.user_id != user.pk]
+        if team:
+            status["team_devices"] = [device_health(d, user=user, window_start=window_start, consulted=consulted)
+                                      for d in team]
+        consulted.log(user=user, device=device, purpose=STATUS_PURPOSE)
     return status
