@@ -103,7 +103,9 @@ def make_quarantined(world, username="warden") -> QuarantinedMutation:
 
 
 def consultations(record_id=None) -> list[AccessLogEntry]:
-    rows = AccessLogEntry.objects.filter(action="consultation")
+    """The desk's consultation rows. Handhelds write theirs too (a conflict's push answer
+    shows the server's record), but always with their device: the desk never does."""
+    rows = AccessLogEntry.objects.filter(action="consultation", device_id__isnull=True)
     if record_id is not None:
         rows = rows.filter(record_ids__contains=[record_id])
     return list(rows)
@@ -162,7 +164,7 @@ def test_anonymous_is_sent_to_the_desk_login_from_every_page(world, records):
         assert response["Location"].startswith("/review/login/?next="), (method, url)
     device.refresh_from_db()
     assert device.revoked_at is None
-    assert not AccessLogEntry.objects.filter(action="consultation").exists()
+    assert not consultations()
 
 
 @pytest.mark.parametrize("username", FORBIDDEN_ROLES)
@@ -181,7 +183,7 @@ def test_wardens_pcsos_analysts_and_partners_get_403_on_every_desk_page(world, r
     device.refresh_from_db()
     assert conflict.resolved_at is None and item.resolved_at is None and device.revoked_at is None
     assert not Review.objects.exists()
-    assert not AccessLogEntry.objects.filter(action="consultation").exists()
+    assert not consultations()
 
 
 def test_login_page_signs_a_supervisor_in_and_back_to_where_they_were_going(world):
@@ -227,7 +229,7 @@ def test_queue_shows_the_supervisors_areas_and_their_teams_out_of_area_records_o
     assert "Outside every area" in body and "Street drinking" in body
     # Personal fields are not on the list, so the list logs no consultation.
     assert "Group by the bus station" not in body and "red coat" not in body
-    assert not AccessLogEntry.objects.filter(action="consultation").exists()
+    assert not consultations()
     wigan = signed_in(world, "supervisor_wigan").get("/review/")
     assert rows_of(wigan) == {str(records["wigan"])}
 
@@ -466,12 +468,14 @@ def test_photos_are_served_only_through_the_permission_checked_view(world, media
     assert b"".join(full.streaming_content) == stored.file.open("rb").read()
     assert [e.details.get("photo") for e in consultations(record_id)] == [photo]
 
-    # No thumbnail yet: the photo itself; once made, the JPEG thumbnail. Not logged apart.
+    # No thumbnail yet: the photo itself; once made, the JPEG thumbnail. Each one handed
+    # over is a consultation of its own: a thumbnail shows the person as well.
     assert client.get(url + "/thumb")["Content-Type"] == "image/png"
     assert attachment_thumbnail(photo) is True
     thumb = client.get(url + "/thumb")
     assert thumb.status_code == 200 and thumb["Content-Type"] == "image/jpeg"
-    assert len(consultations(record_id)) == 1
+    assert [e.details.get("view") for e in consultations(record_id)] == [
+        "review_desk.photo", "review_desk.photo_thumb", "review_desk.photo_thumb"]
 
     # An item's photo through its audit's page (audit items hold no personal fields).
     item_photo = client.get(f"/review/records/street_audit/{audit_id}/photos/{other}")
@@ -591,7 +595,10 @@ def test_quarantine_list_shows_codes_errors_and_the_payload_without_personal_val
     assert "validation_failed" in body and "incident_type" in body and "not_in_choices" in body
     assert "joyriding" in body and "(withheld)" in body
     assert "red coat" not in body and "Group drinking" not in body
-    assert not consultations()
+    # What else a refused payload holds is whatever the handheld sent: showing it is logged.
+    [logged] = consultations()
+    assert logged.actor == world.users["supervisor"] and logged.details == {
+        "view": "review_desk.quarantine_list", "quarantine": [item.pk]}
 
 
 def test_quarantine_item_shows_the_raw_payload_logs_it_and_resolves_with_a_note(world):

@@ -351,12 +351,14 @@ def photo_in_scope(user, record_type: str, record_id, sha256: str) -> Attachment
     return Attachment.objects.filter(sha256=sha256).first()
 
 
-def photo_consulted(user, record_type: str, record_id, sha256: str) -> None:
-    """A full-size photo of a person is personal data: log its opening (s.62). Thumbnails
-    are shown only on the record page, whose own consultation row names the record."""
+def photo_consulted(user, record_type: str, record_id, sha256: str, *, size: str = "full") -> None:
+    """A photo of a person is personal data, a thumbnail as much as the full size: log each
+    one handed over (s.62). The record page's own row says the page was seen; this one says
+    the picture left the server, which a page served from a browser's cache never does."""
     if "photos" in permissions.PERSONAL_FIELDS.get(record_type, frozenset()):
         access_log_records(user=user, action="consultation", record_type=record_type, record_ids=[record_id],
-                           details={"view": "review_desk.photo", "photo": sha256})
+                           details={"view": "review_desk.photo" if size == "full" else "review_desk.photo_thumb",
+                                    "photo": sha256})
 
 
 # --- conflicts -------------------------------------------------------------------------------
@@ -455,10 +457,64 @@ def conflict_page(user, conflict: Conflict) -> ConflictPage:
 # --- quarantine ------------------------------------------------------------------------------
 
 def quarantine_in_scope(user) -> QuerySet[QuarantinedMutation]:
-    """Mutations of the staff this user supervises that the server refused and kept."""
+    """Mutations of the staff this user supervises that the server refused and kept, placed
+    as a record would be: where the record they name lies, else where their own location
+    points; shown when the user reviews that area, or when it lies outside every area (as
+    the records of their teams' staff there are). A person in two teams is seen by each
+    team's supervisor only in that team's areas."""
     if not desk_allowed(user):
         return QuarantinedMutation.objects.none()
-    return QuarantinedMutation.objects.filter(user_id__in=permissions.supervised_user_ids(user))
+    candidates = list(QuarantinedMutation.objects.filter(user_id__in=permissions.supervised_user_ids(user))
+                      .values_list("pk", "record_type", "record_id", "payload"))
+    places = _quarantine_places(candidates)
+    areas = permissions.area_ids_with(user, permissions.REVIEW_AREA)
+    return QuarantinedMutation.objects.filter(
+        pk__in=[pk for pk, place in places.items() if place is None or place in areas])
+
+
+def _stored_area(record_type: str, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+    """The area of each stored record (an audit item: its audit's)."""
+    if record_type == "audit_item":
+        return dict(AuditItem.objects.filter(pk__in=record_ids).values_list("pk", "street_audit__area_id"))
+    model = REVIEWED.get(record_type)
+    return dict(model.objects.filter(pk__in=record_ids).values_list("pk", "area_id")) if model else {}
+
+
+def _payload_point(payload: Any) -> tuple[float, float] | None:
+    """The [lon, lat] a kept mutation's data names, if it names a usable one."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    location = data.get("location") if isinstance(data, dict) else None
+    coordinates = location.get("coordinates") if isinstance(location, dict) else None
+    if (isinstance(coordinates, list) and len(coordinates) == 2
+            and all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates)
+            and -180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90):
+        return float(coordinates[0]), float(coordinates[1])
+    return None
+
+
+def _quarantine_places(candidates: list[tuple]) -> dict[int, int | None]:
+    """Each kept mutation's area: the stored record's, else its payload point's (one query
+    per record type and one for all points)."""
+    wanted: dict[str, list[uuid.UUID]] = {}
+    for _, record_type, record_id, _ in candidates:
+        parsed = _uuid_or_none(record_id)
+        if parsed is not None:
+            wanted.setdefault(record_type, []).append(parsed)
+    stored = {(t, rid): area for t, ids in wanted.items() for rid, area in _stored_area(t, ids).items()}
+    places: dict[int, int | None] = {}
+    to_locate: list[tuple[int, tuple[float, float]]] = []
+    for pk, record_type, record_id, payload in candidates:
+        key = (record_type, _uuid_or_none(record_id))
+        if key in stored:
+            places[pk] = stored[key]
+        elif (point := _payload_point(payload)) is not None:
+            to_locate.append((pk, point))
+        else:
+            places[pk] = None
+    if to_locate:
+        located = registry.get("observation").policy.locate([point for _, point in to_locate])
+        places.update({pk: area for (pk, _), area in zip(to_locate, located, strict=True)})
+    return places
 
 
 def _personal_in_payload(item: QuarantinedMutation) -> frozenset[str]:
@@ -495,7 +551,25 @@ def quarantine_list_page(user, *, show: str = "open", page_number: Any = 1) -> P
         item.payload_text = payload_redacted(item)
         item.withheld = bool(_personal_in_payload(item))
     page.object_list = items
+    _quarantine_list_consulted(user, items)
     return page
+
+
+def _quarantine_list_consulted(user, items: list[QuarantinedMutation]) -> None:
+    """The list shows each kept payload as it arrived, personal fields withheld. What else
+    a refused mutation holds is whatever a handheld sent (unknown fields, free text in the
+    wrong place), so showing it is logged as a consultation of the records it names."""
+    if not items:
+        return
+    by_type: dict[str, list[uuid.UUID]] = {}
+    for item in items:
+        record_id = _uuid_or_none(item.record_id)
+        by_type.setdefault(item.record_type or "unknown", []).extend([record_id] if record_id else [])
+    for record_type, record_ids in by_type.items():
+        access_log_records(user=user, action="consultation", record_type=record_type, record_ids=record_ids,
+                           details={"view": "review_desk.quarantine_list",
+                                    "quarantine": [item.pk for item in items
+                                                   if (item.record_type or "unknown") == record_type]})
 
 
 def _error_rows(errors: Any) -> list[dict]:

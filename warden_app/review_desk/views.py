@@ -128,8 +128,7 @@ def record_photo(request: HttpRequest, record_type: str, record_id, sha256: str,
     if attachment is None or not attachment.file:
         raise Http404("No such photo, or it has not arrived yet.")
     stored = attachment.thumbnail if size == "thumb" and attachment.thumbnail else attachment.file
-    if size == "full":
-        selectors.photo_consulted(request.user, record_type, record_id, sha256)
+    selectors.photo_consulted(request.user, record_type, record_id, sha256, size=size)
     content_type = "image/jpeg" if stored is attachment.thumbnail else attachment.content_type
     try:
         handle = stored.open("rb")
