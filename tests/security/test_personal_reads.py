@@ -319,3 +319,26 @@ def test_every_redaction_decision_is_probed():
     assert not unlisted, f"answers that decide redaction without a probe here: {sorted(unlisted)}"
     stale = {d for d in PROBED_DECIDERS if not d.endswith(":*") and d not in deciders}
     assert not stale, f"listed deciders that no longer exist: {sorted(stale)}"
+
+
+def test_receipts_kept_before_lose_their_record_view_in_the_migration(sec_world):
+    """A receipt written by an older release, record view inside, is stripped by migration
+    sync 0009, so its duplicate answer shows no values."""
+    import importlib
+
+    from django.db import connection
+
+    from fieldsync.sync.models import Receipt
+
+    made = _add_two_team_warden(sec_world)
+    second = made["devices"][1]
+    m = mutation("observation", "update", made["leigh"]["record"], {"description": "PD-leigh-old"}, base_version=1)
+    answer = second.push_one(m)
+    receipt = Receipt.objects.get(mutation_id=m["mutation_id"])
+    Receipt.objects.filter(pk=receipt.pk).update(result={**receipt.result, "record": answer["record"]})
+    migration = importlib.import_module("fieldsync.sync.migrations.0009_receipts_keep_no_record_view")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.Migration.operations[0].sql)
+    again = second.push_one(m)
+    assert again["status"] == "duplicate" and "record" not in again["original"]
+    assert "PD-leigh" not in json.dumps(again)
