@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from fieldsync.sync.pull import _horizon
 
-from ...models import AccessAction, AccessLogEntry
+from ...models import AccessAction, AccessLogEntry, AccessLogSeal
 from ...services.access_log import access_log_records
+from ..anchors import Anchor, anchor_store
 from ..chain import CONTENT_FIELDS, GENESIS, link_hash
 
 log = logging.getLogger(__name__)
@@ -71,13 +73,21 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
                 cursor.execute(_SEAL_SQL, [ids, seqs, prevs, hashes])
                 if cursor.rowcount != len(rows):
                     raise RuntimeError("access log rows changed while being sealed")
+                _record_head(seq=seq, log_id=ids[-1], digest=prev, rows=len(rows))
         total += len(rows)
         if len(rows) < batch:
             break
     if total:
-        # The head, for operators who anchor it outside the database (docs/accountability.md).
         log.info("access log sealed through seq %s (hash %s), %s rows", seq, prev, total)
     return Sealed(rows=total, head_seq=seq, head_hash=prev)
+
+
+def _record_head(*, seq: int, log_id: int, digest: str, rows: int) -> None:
+    seal = AccessLogSeal.objects.create(head_seq=seq, head_id=log_id, head_hash=digest, rows=rows)
+    store = anchor_store()
+    if store is not None:
+        store.append(Anchor(seal=seal.pk, seq=seq, log_id=log_id, hash=digest,
+                            at=seal.at.astimezone(UTC).isoformat(timespec="microseconds")))
 
 
 def access_log_consulted(*, user, entry_ids: list[int], query: dict, via: str, purpose: str = "") -> AccessLogEntry:
