@@ -90,12 +90,14 @@ class FileAnchors:
         line = anchor.encoded() + b"\n"
         created = not self.path.exists()
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            # Read-write only to look at the last byte; every write goes to the end (O_APPEND).
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             raise AnchorError(f"cannot open {self.path} for appending: {exc.strerror}") from exc
         try:
             # A torn last line (a crash mid-write) must not swallow this one.
-            if not created and os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line
             view = memoryview(line)
             while view:
