@@ -176,7 +176,16 @@ def test_the_app_role_cannot_get_rid_of_the_log_but_logs_and_seals(app_role, tmp
         assert cursor.fetchone()[0] == 0  # it owns nothing
 
 
-def test_tables_added_later_get_the_grants_and_an_owning_app_role_is_refused(app_role):
+@pytest.fixture
+def later_table(app_role) -> Iterator[str]:
+    try:
+        yield "fs_later_table"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS fs_later_table")
+
+
+def test_tables_added_later_get_the_grants_and_an_owning_app_role_is_refused(app_role, later_table):
     migrate_as_owner(app_role)
     quoted = connection.ops.quote_name(app_role)
     with connection.cursor() as cursor:
@@ -198,8 +207,6 @@ def test_tables_added_later_get_the_grants_and_an_owning_app_role_is_refused(app
         cursor.execute(f"ALTER TABLE fs_later_table OWNER TO {quoted}")
     with pytest.raises(RoleError, match="owns fs_later_table"):
         migrate_as_owner(app_role)
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE fs_later_table")
     # The superuser the suite runs as is named for what it is in verify_access_log's report.
     assert log_privilege_problems() == [f"connected as {connection.settings_dict['USER']}, a superuser: it can "
                                         "switch the log's trigger off"]
