@@ -18,7 +18,13 @@ PYTEST_ARGS ?=
 # Each recipe is its own shell, so each one loads var/env first.
 LOAD_ENV    := source var/env
 # make run is a local http demo; make test must not inherit a developer's DEBUG.
-RUN_ENV     := $(LOAD_ENV); export DEBUG=true FIELDSYNC_HTTPS=false
+# make run connects as the app role and migrates as the owner role (ensure-db.sh made both;
+# docs/accountability.md), and anchors the access log's seals in var/; make test stays the
+# superuser, which creates the test database.
+RUN_ENV     := $(LOAD_ENV); export DEBUG=true FIELDSYNC_HTTPS=false; \
+               if [ -n "$${RUN_DATABASE_URL:-}" ]; then \
+                   export DATABASE_URL="$$RUN_DATABASE_URL" DATABASE_OWNER_URL="$$RUN_DATABASE_OWNER_URL"; fi; \
+               export ACCESS_LOG_ANCHOR="$${ACCESS_LOG_ANCHOR:-file://$(CURDIR)/var/access-log-anchors.log}"
 TEST_ENV    := $(LOAD_ENV); unset DEBUG; export FIELDSYNC_HTTPS=false
 
 .PHONY: help run test lint migrate seed static bench bench-peers system venv db stop-db clean
