@@ -144,45 +144,16 @@ choose_database_url() {
     fi
 }
 
-# `make run` connects with two roles (docs/accountability.md): <db>_owner owns the database
-# and every table and runs the migrations; <db>_app is what the server, worker and beat log in
-# as: it owns nothing and may only add to the access log. Named after the database, since
-# roles are cluster-wide and other checkouts share the machine's server. Idempotent; a
-# database made before this (tables owned by postgres) has its objects handed to the owner.
-# `make test` keeps the superuser (pytest creates its own database).
+# `make run` connects with two roles (deploy/postgres/roles.sql, docs/accountability.md):
+# <db>_owner owns the database and every table and runs the migrations; <db>_app is what the
+# server, worker and beat log in as. Named after the database, since roles are cluster-wide
+# and other checkouts share the machine's server. `make test` keeps the superuser (pytest
+# creates its own database).
 ensure_roles() {
     local host="$1" port="$2" owner="${DB_NAME}_owner" app="${DB_NAME}_app" owner_pw app_pw
     owner_pw="$(role_password owner)"; app_pw="$(role_password app)"
     psql_admin "$host" "$port" -d "$DB_NAME" -v owner="$owner" -v app="$app" \
-        -v owner_pw="$owner_pw" -v app_pw="$app_pw" -v db="$DB_NAME" <<'SQL' || return 1
-SELECT format('CREATE ROLE %I LOGIN', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner')
-\gexec
-SELECT format('CREATE ROLE %I LOGIN', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app')
-\gexec
-ALTER ROLE :"owner" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'owner_pw';
-ALTER ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'app_pw';
--- The sync pull and the seal read other sessions' backend_type (autovacuum) from pg_stat_activity.
-GRANT pg_read_all_stats TO :"app";
-ALTER DATABASE :"db" OWNER TO :"owner";
-ALTER SCHEMA public OWNER TO :"owner";
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;  -- PostgreSQL before 15 grants it
--- Tables, views, sequences and functions made before the owner existed (not PostGIS's).
-SELECT format('ALTER %s %s OWNER TO %I',
-              CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                             ELSE 'TABLE' END, c.oid::regclass, :'owner')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-  AND pg_get_userbyid(c.relowner) IN ('postgres', :'app')
-  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype IN ('e', 'a', 'i'))
-\gexec
-SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, :'owner')
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) IN ('postgres', :'app')
-  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                  AND d.deptype = 'e')
-\gexec
-SQL
+        -v owner_pw="$owner_pw" -v app_pw="$app_pw" -v db="$DB_NAME" -f "$ROOT/deploy/postgres/roles.sql" || return 1
     OWNER_URL="postgres://$owner:$owner_pw@$host:$port/$DB_NAME"
     APP_URL="postgres://$app:$app_pw@$host:$port/$DB_NAME"
 }
