@@ -238,6 +238,15 @@ def test_the_object_store_anchor_writes_one_object_per_seal_and_never_overwrites
     assert [a.seal for a in store.read()] == seal_ids
     assert access_log_verify(store=store).ok
 
+    # Reading fetches only the newest heads, yet every seal must still be there by name.
+    newest = StorageAnchors(store.storage, store.url, read_last=1)
+    assert [a.seal for a in newest.read()] == seal_ids[-1:] and newest.seals == set(seal_ids)
+    assert access_log_verify(store=newest).ok
+    (tmp_path / "bucket" / names[0]).rename(tmp_path / "aside.json")
+    result = access_log_verify(store=newest)
+    assert not result.ok and f"seal {seal_ids[0]} (seq 2) has no anchor" in result.problem
+    (tmp_path / "aside.json").rename(tmp_path / "bucket" / names[0])
+
     first = store.read()[0]
     with pytest.raises(AnchorError, match="never overwritten"):
         store.append(Anchor(seal=first.seal, seq=first.seq, log_id=first.log_id, hash=GENESIS, at=first.at))

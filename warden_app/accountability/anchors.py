@@ -73,6 +73,7 @@ class Anchor:
 
 class AnchorStore(Protocol):
     url: str
+    seals: set[int]  # every seal the store holds, as of the last read() (which may fetch fewer)
 
     def append(self, anchor: Anchor) -> None: ...
 
@@ -85,6 +86,7 @@ class FileAnchors:
     def __init__(self, path: Path, url: str = "") -> None:
         self.path = path
         self.url = url or f"file://{path}"
+        self.seals: set[int] = set()
 
     def append(self, anchor: Anchor) -> None:
         line = anchor.encoded() + b"\n"
@@ -121,18 +123,27 @@ class FileAnchors:
             raise AnchorMissing(f"{self.path} does not exist") from None
         except OSError as exc:
             raise AnchorError(f"cannot read {self.path}: {exc.strerror}") from exc
-        return [Anchor.decode(line, f"{self.path} line {number}")
-                for number, line in enumerate(content.split(b"\n"), start=1) if line.strip()]
+        anchors = [Anchor.decode(line, f"{self.path} line {number}")
+                   for number, line in enumerate(content.split(b"\n"), start=1) if line.strip()]
+        self.seals = {anchor.seal for anchor in anchors}
+        return anchors
 
 
 class StorageAnchors:
-    """One object per seal in a Django storage (S3 through django-storages in production)."""
+    """One object per seal in a Django storage (S3 through django-storages in production).
+
+    Reading lists every object but fetches only the newest `read_last` (one GET each, and a
+    year of seals is half a million objects). That loses nothing: every seal must still be
+    there by name, and each head is a hash over the whole chain before it, so the newest heads
+    reproduced prove the older ones too."""
 
     NAME = re.compile(r"seal-(\d{12,})\.json")
 
-    def __init__(self, storage: Storage, url: str) -> None:
+    def __init__(self, storage: Storage, url: str, *, read_last: int = 1000) -> None:
         self.storage = storage
         self.url = url
+        self.read_last = read_last
+        self.seals: set[int] = set()  # every seal named in the store, as of the last read()
 
     @staticmethod
     def name(seal: int) -> str:
@@ -158,18 +169,23 @@ class StorageAnchors:
             raise AnchorMissing(f"{self.url} does not exist") from None
         except Exception as exc:
             raise AnchorError(f"cannot list {self.url}: {exc}") from exc
-        anchors = []
-        for name in sorted(names):
+        named = {}
+        for name in names:
             match = self.NAME.fullmatch(name)
             if not match:
                 raise AnchorError(f"{self.url}/{name} is not an anchor's name")
+            named[int(match[1])] = name
+        self.seals = set(named)
+        anchors = []
+        for seal in sorted(named)[-self.read_last:]:
+            name = named[seal]
             try:
                 with self.storage.open(name, "rb") as handle:
                     raw = handle.read()
             except Exception as exc:
                 raise AnchorError(f"cannot read {self.url}/{name}: {exc}") from exc
             anchor = Anchor.decode(raw, f"{self.url}/{name}")
-            if anchor.seal != int(match[1]):
+            if anchor.seal != seal:
                 raise AnchorError(f"{self.url}/{name} holds the anchor of seal {anchor.seal}")
             anchors.append(anchor)
         if not anchors:

@@ -135,7 +135,8 @@ def access_log_verify(*, anchors: dict[int, str] | None = None, store=_UNSET, ch
             external.setdefault(anchor.seq, []).append(anchor)
         result.anchored = len(read)
         result.last_anchored_seq = max(external, default=0)
-        anchored_seals = {anchor.seal for anchor in read}
+        # A store that fetched only its newest heads still names every seal it holds.
+        anchored_seals = {anchor.seal for anchor in read} | store.seals
         unanchored = [seal for seal in seals.values() if seal["id"] not in anchored_seals]
         if unanchored:
             first = unanchored[0]
