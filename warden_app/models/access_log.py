@@ -22,12 +22,15 @@ class CurrentXactId(Func):
 
 
 class AccessLogEntry(models.Model):
-    """One act on one or more records. Append-only: a database trigger refuses UPDATE and
-    DELETE, but for the one sealing update. Erasure rows never hold the erased values.
+    """One act on one or more records. Append-only: the application's database role may
+    only INSERT and SELECT it, and set the three chain columns (warden_app/db_roles.py); a
+    trigger refuses UPDATE and DELETE whoever connects, but for the one sealing update.
+    Erasure rows never hold the erased values.
 
     Tamper evidence (warden_app/accountability, docs/accountability.md): a sealing step
     puts committed rows on a hash chain in (xid, id) order, setting `seq`, `prev_hash` and
-    `hash` once; `manage.py verify_access_log` recomputes the chain.
+    `hash` once, and records each head (AccessLogSeal, and an anchor outside the
+    database); `manage.py verify_access_log` recomputes the chain and holds it to them.
     """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)

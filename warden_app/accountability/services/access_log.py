@@ -38,7 +38,8 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
     """Put every committed, unsealed row below the horizon on the chain.
 
     Logging never waits for this: rows are inserted unsealed, and the seal is a later
-    UPDATE of their three chain columns (the trigger allows that and nothing else). The
+    UPDATE of their three chain columns (the trigger allows that and nothing else, and
+    they are all the application's role may UPDATE). The
     horizon is the sync pull's (fieldsync.sync.pull._horizon): the oldest transaction
     still running in this database. Every row below it is committed (or rolled back, and
     so invisible), and no row can later appear with a smaller xid, so chaining in
