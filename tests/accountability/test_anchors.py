@@ -6,6 +6,8 @@ edited or unreadable. The S3 anchor is tested through the same storage interface
 local filesystem (no network here): only its S3-specific construction is checked on its own."""
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import orjson
@@ -17,7 +19,7 @@ from django.test import override_settings
 from warden_app.accountability.anchors import Anchor, AnchorError, StorageAnchors, anchor_store
 from warden_app.accountability.chain import GENESIS, link_hash
 from warden_app.accountability.selectors import access_log_verify
-from warden_app.accountability.services.access_log import access_log_seal
+from warden_app.accountability.services.access_log import SEAL_LOCK_KEY, access_log_seal
 from warden_app.models import AccessLogEntry, AccessLogSeal
 from warden_app.services.access_log import access_log_records
 
@@ -280,3 +282,53 @@ def test_the_s3_anchor_url_names_the_bucket_and_prefix():
     for bad in ("file://relative/path", "http://example.org/x", "s3:///no-bucket"):
         with pytest.raises(ImproperlyConfigured):
             anchor_store(bad)
+
+
+# --- real concurrent sealers --------------------------------------------------------------------
+
+def test_concurrent_sealers_anchor_each_head_once_in_chain_order(transactional_db, tmp_path):
+    """Three sealers queue on the seal lock (seen waiting in pg_stat_activity) while a fourth
+    connection holds it; once it is released each seals in turn, and the anchor file holds one
+    line per seal, in seal order, heads rising: the anchor is written under the seal's lock."""
+    from .test_chain import raw_connection
+
+    path = tmp_path / "anchors.log"
+    log_rows(30)
+    errors: list[Exception] = []
+
+    def seal() -> None:
+        try:
+            access_log_seal(batch=7)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = raw_connection()
+    with override_settings(ACCESS_LOG_ANCHOR=f"file://{path}"):
+        try:
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK_KEY])
+            threads = [threading.Thread(target=seal) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while True:
+                waiting = holder.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'").fetchone()[0]
+                holder.execute("SELECT pg_stat_clear_snapshot()")
+                if waiting == 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert waiting == 3  # every sealer is queued behind the holder: they overlap
+        finally:
+            holder.rollback()
+            holder.close()
+        for thread in threads:
+            thread.join(60)
+        assert not errors
+        assert access_log_verify().ok
+    seals = list(AccessLogSeal.objects.order_by("id").values_list("id", "head_seq"))
+    written = [(a["seal"], a["seq"]) for a in lines(path)]
+    assert written == seals and len(seals) == 5  # 30 rows in batches of 7
+    assert [seq for _, seq in written] == sorted({seq for _, seq in written}) and written[-1][1] == 30
