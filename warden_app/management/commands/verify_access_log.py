@@ -53,7 +53,9 @@ class Command(BaseCommand):
             f"hash {result.head_hash}; {result.unsealed} rows not sealed yet"
             + (f"; anchors matched: {', '.join(map(str, result.anchors_checked))}" if result.anchors_checked else "")
         )
-        if result.anchor_url:
+        if result.anchor_url and not result.anchored:
+            self.stdout.write(f"anchor {result.anchor_url}: no heads yet (nothing sealed)")
+        elif result.anchor_url:
             self.stdout.write(
                 f"anchor {result.anchor_url}: {result.anchored} heads, every one reproduced, the last at seq "
                 f"{result.last_anchored_seq}; {result.seals} seals in the database, every one anchored"
