@@ -18,7 +18,13 @@ PYTEST_ARGS ?=
 # Each recipe is its own shell, so each one loads var/env first.
 LOAD_ENV    := source var/env
 # make run is a local http demo; make test must not inherit a developer's DEBUG.
-RUN_ENV     := $(LOAD_ENV); export DEBUG=true FIELDSYNC_HTTPS=false
+# make run connects as the app role and migrates as the owner role (ensure-db.sh made both;
+# docs/accountability.md; the server and worker never see the owner's URL), and anchors the
+# access log's seals in var/; make test stays the superuser, which creates the test database.
+RUN_ENV     := $(LOAD_ENV); export DEBUG=true FIELDSYNC_HTTPS=false; \
+               if [ -n "$${RUN_DATABASE_URL:-}" ]; then \
+                   export DATABASE_URL="$$RUN_DATABASE_URL" DATABASE_OWNER_URL="$$RUN_DATABASE_OWNER_URL"; fi; \
+               export ACCESS_LOG_ANCHOR="$${ACCESS_LOG_ANCHOR:-file://$(CURDIR)/var/access-log-anchors.log}"
 TEST_ENV    := $(LOAD_ENV); unset DEBUG; export FIELDSYNC_HTTPS=false
 
 .PHONY: help run test lint migrate seed static bench bench-peers system venv db stop-db clean
@@ -52,7 +58,7 @@ run: venv db
 	$(RUN_ENV); $(PY) manage.py migrate --noinput
 	$(RUN_ENV); $(PY) manage.py seed_demo
 	$(RUN_ENV); $(PY) manage.py collectstatic --noinput
-	@$(RUN_ENV); exec deploy/local/run-server.sh
+	@$(RUN_ENV); unset DATABASE_OWNER_URL; exec deploy/local/run-server.sh
 
 # ruff first: findings fail the build before the slower suite starts.
 # pytest's exit code 5 (no tests collected) is a failure too, said out loud.

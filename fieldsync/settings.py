@@ -144,6 +144,18 @@ if os.environ.get("DATABASE_REPLICA_URL"):
     # Tests read the replica alias from the test database of the primary.
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["fieldsync.db_router.PrimaryReplicaRouter"]
+# Two database roles (docs/accountability.md, deploy/README.md): DATABASE_URL is the
+# application's (server, worker, beat): it owns no table and may only INSERT and SELECT the
+# access log. DATABASE_OWNER_URL, set for `manage.py migrate` only, is the role that owns
+# every table and runs the migrations; after each migrate it grants the application's role
+# what it needs (warden_app/db_roles.py). Unset: one role does both (tests, old set-ups).
+DATABASE_OWNER = (
+    database_from_url(os.environ["DATABASE_OWNER_URL"]) if os.environ.get("DATABASE_OWNER_URL") else None
+)
+# The role granted to; by default DATABASE_URL's user, when an owner URL is set.
+DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE") or (
+    DATABASES["default"]["USER"] if DATABASE_OWNER else ""
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "warden_app.User"
@@ -374,6 +386,18 @@ ACCESS_LOG_PAGE_DEFAULT = env_int("ACCESS_LOG_PAGE_DEFAULT", 100)
 ACCESS_LOG_PAGE_MAX = env_int("ACCESS_LOG_PAGE_MAX", 1000)
 # Rows sealed per transaction by the sealing step (it loops until none are left).
 ACCESS_LOG_SEAL_BATCH = env_int("ACCESS_LOG_SEAL_BATCH", 5000)
+# Where each seal's chain head is written outside the database (accountability/anchors.py):
+# file:///path (an append-only file) or s3://bucket/prefix (one object per seal). Empty:
+# no anchor, and a database superuser could cut or rewrite the chain unseen.
+ACCESS_LOG_ANCHOR = os.environ.get("ACCESS_LOG_ANCHOR", "")
+if ACCESS_LOG_ANCHOR and not ACCESS_LOG_ANCHOR.startswith(("file:///", "s3://")):
+    raise ImproperlyConfigured("ACCESS_LOG_ANCHOR must be file:///absolute/path or s3://bucket/prefix")
+# The anchor bucket's endpoint as the photos' (AWS_S3_*), credentials from boto3's chain.
+ACCESS_LOG_ANCHOR_S3_OPTIONS = {
+    "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+    "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+    "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+}
 # Days personal fields are kept, per record type, unless an admin set a RetentionPeriod.
 # Override as RETENTION_PERSONAL_DAYS="observation=365,audit_item=730".
 RETENTION_PERSONAL_DAYS = {"observation": 365} | {

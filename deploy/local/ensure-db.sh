@@ -134,12 +134,37 @@ choose_database_url() {
         prepare_database 127.0.0.1 "$PROBE_PORT" \
             || die "cannot prepare $DB_NAME as user postgres on 127.0.0.1:$PROBE_PORT (set DATABASE_URL to use another login)"
         DB_URL="postgres://postgres@127.0.0.1:$PROBE_PORT/$DB_NAME"
+        ensure_roles 127.0.0.1 "$PROBE_PORT" || die "cannot set up the owner and app roles of $DB_NAME"
     else
         local port
         port="$(ensure_private_cluster)"
         prepare_database 127.0.0.1 "$port" || die "cannot prepare $DB_NAME in the private cluster"
         DB_URL="postgres://postgres@127.0.0.1:$port/$DB_NAME"
+        ensure_roles 127.0.0.1 "$port" || die "cannot set up the owner and app roles of $DB_NAME"
     fi
+}
+
+# `make run` connects with two roles (deploy/postgres/roles.sql, docs/accountability.md):
+# <db>_owner owns the database and every table and runs the migrations; <db>_app is what the
+# server, worker and beat log in as. Named after the database, since roles are cluster-wide
+# and other checkouts share the machine's server. `make test` keeps the superuser (pytest
+# creates its own database).
+ensure_roles() {
+    local host="$1" port="$2" owner="${DB_NAME}_owner" app="${DB_NAME}_app" owner_pw app_pw
+    owner_pw="$(role_password owner)"; app_pw="$(role_password app)"
+    psql_admin "$host" "$port" -d "$DB_NAME" -v owner="$owner" -v app="$app" \
+        -v owner_pw="$owner_pw" -v app_pw="$app_pw" -v db="$DB_NAME" -f "$ROOT/deploy/postgres/roles.sql" || return 1
+    OWNER_URL="postgres://$owner:$owner_pw@$host:$port/$DB_NAME"
+    APP_URL="postgres://$app:$app_pw@$host:$port/$DB_NAME"
+}
+
+# A stable random password per role and checkout (var/db-<role>-password, 0600).
+role_password() {
+    local file="$VAR/db-$1-password"
+    if [ ! -s "$file" ]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(24))' >"$file")
+    fi
+    cat "$file"
 }
 
 # Redis is the Celery broker; start a throwaway one if nothing answers.
@@ -169,6 +194,7 @@ ensure_secret_key() {
     fi
 }
 
+APP_URL="" OWNER_URL=""
 choose_database_url
 ensure_redis
 ensure_secret_key
@@ -179,6 +205,11 @@ ensure_secret_key
 {
     echo "# Written by deploy/local/ensure-db.sh on every make run/test; do not edit."
     printf 'export DATABASE_URL=%q\n' "$DB_URL"
+    # make run's two roles (the Makefile's RUN_ENV); make test keeps DATABASE_URL.
+    if [ -n "${APP_URL:-}" ]; then
+        printf 'export RUN_DATABASE_URL=%q\n' "$APP_URL"
+        printf 'export RUN_DATABASE_OWNER_URL=%q\n' "$OWNER_URL"
+    fi
     if [ -z "${REDIS_URL:-}" ]; then
         echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     fi

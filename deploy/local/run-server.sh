@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the web server (gunicorn) and a Celery worker in the foreground for
+# Runs the web server (gunicorn) and a Celery worker (with beat) in the foreground for
 # `make run`, prints where to go and how to log in, and stops both on Ctrl-C.
 # Expects the environment from var/env (make run sources it).
 set -euo pipefail
@@ -38,7 +38,9 @@ trap 'stop_children' EXIT
     --graceful-timeout 10 --access-logfile - &
 gunicorn_pid=$!
 pids+=("$gunicorn_pid")
-"$BIN/celery" -A fieldsync worker -l info &
+# -B: the periodic tasks too (the access log's seal every minute, which anchors its head in
+# var/access-log-anchors.log), as one process; production runs beat on its own.
+"$BIN/celery" -A fieldsync worker -B -s "$ROOT/var/celerybeat-schedule" -l info &
 pids+=($!)
 
 # Print the banner once the server answers, so the URLs work when shown.

@@ -161,9 +161,9 @@ def test_a_deleted_row_leaves_a_gap(db):
 
 
 def test_a_rehashed_chain_or_a_cut_end_needs_an_anchor(db):
-    """A superuser can delete the newest rows, or rewrite every hash after an edit; the
-    chain alone cannot tell. A head kept outside the database (printed by the command)
-    can: the limit documented in docs/accountability.md."""
+    """A superuser can delete the newest rows (and their seal), or rewrite every hash after
+    an edit; the database alone cannot tell. A head kept outside the database (printed by
+    the command; written by every seal to ACCESS_LOG_ANCHOR: test_anchors.py) can."""
     for _ in range(3):
         log_row()
     access_log_seal()
@@ -171,7 +171,13 @@ def test_a_rehashed_chain_or_a_cut_end_needs_an_anchor(db):
     anchor = f"{head['seq']}:{head['hash']}"
     assert verify_command("--anchor", anchor)[0] == 0
     without_trigger(f"DELETE FROM {TABLE} WHERE id = %s", [head["id"]])
-    assert access_log_verify().ok  # the chain itself still holds…
+    # The seal recorded in the database names the lost head…
+    assert "beyond the end of the chain" in access_log_verify().problem
+    with connection.cursor() as cursor:  # …so the attacker removes that too
+        cursor.execute("ALTER TABLE warden_app_accesslogseal DISABLE TRIGGER access_log_seal_append_only")
+        cursor.execute("DELETE FROM warden_app_accesslogseal WHERE head_seq = %s", [head["seq"]])
+        cursor.execute("ALTER TABLE warden_app_accesslogseal ENABLE TRIGGER access_log_seal_append_only")
+    assert access_log_verify().ok  # the chain and the database's seals hold…
     code, out = verify_command("--anchor", anchor)
     assert code == 1 and "beyond the end of the chain" in out  # …but not the anchor
     with pytest.raises(CommandError, match="expected SEQ:HASH"):

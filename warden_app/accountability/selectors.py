@@ -15,7 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
-from ..models import AccessLogEntry, AuditItem, Observation, RetentionPeriod, StreetAudit, User
+from ..models import AccessLogEntry, AccessLogSeal, AuditItem, Observation, RetentionPeriod, StreetAudit, User
 from ..models.areas import BNG_SRID
 from .chain import CONTENT_FIELDS, GENESIS, link_hash
 
@@ -85,15 +85,68 @@ class Verification:
     broken_seq: int | None = None
     broken_id: int | None = None
     anchors_checked: list[int] = field(default_factory=list)
+    # The anchor outside the database (ACCESS_LOG_ANCHOR): where, how many heads it holds,
+    # the last one's seq; and the seals recorded in the database.
+    anchor_url: str = ""
+    anchored: int = 0
+    last_anchored_seq: int = 0
+    seals: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
-def access_log_verify(*, anchors: dict[int, str] | None = None, chunk: int = 2000) -> Verification:
+_UNSET = object()
+
+
+def access_log_verify(*, anchors: dict[int, str] | None = None, store=_UNSET, chunk: int = 2000) -> Verification:
     """Recompute the chain from seq 1: every seq present once and in turn (a deleted row
     leaves a gap), each prev_hash the hash before it, each hash what its row's content
-    gives (an edited row no longer does). `anchors` ({seq: hash}, recorded outside the
-    database earlier) catch a chain rewritten from some row on, or cut short at its end."""
-    anchors = dict(anchors or {})
+    gives (an edited row no longer does).
+
+    Then hold it to every head recorded elsewhere: `anchors` ({seq: hash}, given by hand),
+    the seals in the database (AccessLogSeal), and every anchor in `store` (default: the
+    configured ACCESS_LOG_ANCHOR). Each head must be reproduced by the chain at its seq
+    (history rewritten or re-inserted with recomputed hashes is not), the chain must reach
+    the last one (a cut end, or a TRUNCATE, even followed by a new chain built to look
+    consistent, does not), and every seal in the database must have its anchor (an anchor
+    lost or edited since). An anchor that is missing or unreadable is a failure too."""
+    from .anchors import AnchorError, AnchorMissing, anchor_store
+
+    manual = dict(anchors or {})
     result = Verification(ok=True)
+    store = anchor_store() if store is _UNSET else store
+    seals = {
+        seal["head_seq"]: seal
+        for seal in AccessLogSeal.objects.order_by("id").values("id", "head_seq", "head_id", "head_hash")
+    }
+    result.seals = len(seals)
+    external: dict[int, list] = {}
+    if store is not None:
+        result.anchor_url = store.url
+        try:
+            read = store.read()
+        except AnchorMissing as exc:
+            read = []
+            if seals or AccessLogEntry.objects.filter(seq__isnull=False).exists():
+                return _broken(result, f"the anchor is missing ({exc}), yet the log has been sealed: "
+                                       "the anchor was removed, or points elsewhere", None, None)
+        except AnchorError as exc:
+            return _broken(result, f"the anchor cannot be read: {exc}", None, None)
+        for anchor in read:
+            external.setdefault(anchor.seq, []).append(anchor)
+        result.anchored = len(read)
+        result.last_anchored_seq = max(external, default=0)
+        # A store that fetched only its newest heads still names every seal it holds.
+        anchored_seals = {anchor.seal for anchor in read} | store.seals
+        unanchored = [seal for seal in seals.values() if seal["id"] not in anchored_seals]
+        if unanchored:
+            first = unanchored[0]
+            return _broken(result, f"seal {first['id']} (seq {first['head_seq']}) has no anchor in {store.url} "
+                                   f"({len(unanchored)} seals have none): the anchor was altered or lost",
+                           first["head_seq"], first["head_id"])
+    else:
+        result.warnings.append("no anchor is configured (ACCESS_LOG_ANCHOR): a database superuser could cut "
+                               "the chain's end or rewrite it unseen")
+
     prev, expected = GENESIS, 1
     rows = (
         AccessLogEntry.objects.filter(seq__isnull=False).order_by("seq")
@@ -112,18 +165,38 @@ def access_log_verify(*, anchors: dict[int, str] | None = None, chunk: int = 200
         if digest != row["hash"]:
             return _broken(result, f"seq {seq} (row id {row['id']}) was altered: its content no longer "
                                    "gives its hash", seq, row["id"])
-        if seq in anchors:
-            if anchors.pop(seq) != digest:
+        if seq in manual:
+            if manual.pop(seq) != digest:
                 return _broken(result, f"seq {seq} does not match its anchor: the chain was rewritten",
                                seq, row["id"])
             result.anchors_checked.append(seq)
+        for anchor in external.pop(seq, ()):
+            if (anchor.hash, anchor.log_id) != (digest, row["id"]):
+                return _broken(result, f"seq {seq} (row id {row['id']}) does not match the anchor of seal "
+                                       f"{anchor.seal} (row id {anchor.log_id}, written {anchor.at}): the chain "
+                                       "was rewritten up to here", seq, row["id"])
+        seal = seals.pop(seq, None)
+        if seal is not None and (seal["head_hash"], seal["head_id"]) != (digest, row["id"]):
+            return _broken(result, f"seq {seq} (row id {row['id']}) does not match seal {seal['id']} in the "
+                                   "database: the chain was rewritten", seq, row["id"])
         prev, expected = digest, expected + 1
         result.checked += 1
     result.head_seq, result.head_hash = expected - 1, prev
-    if anchors:
-        missing = min(anchors)
+    if external:
+        missing = min(external)
+        anchor = external[missing][0]
+        return _broken(result, f"the anchor of seal {anchor.seal} (written {anchor.at}) names seq {missing}, beyond "
+                               f"the end of the chain (seq {expected - 1}): sealed rows were removed from its end, "
+                               "or the log was emptied", missing, None)
+    if manual:
+        missing = min(manual)
         return _broken(result, f"anchored seq {missing} is beyond the end of the chain (seq {expected - 1}): "
                                "sealed rows were removed from its end", missing, None)
+    if seals:
+        missing = min(seals)
+        return _broken(result, f"seal {seals[missing]['id']} in the database names seq {missing}, beyond the end "
+                               f"of the chain (seq {expected - 1}): sealed rows were removed from its end",
+                       missing, None)
     result.unsealed = AccessLogEntry.objects.filter(seq__isnull=True).count()
     return result
 

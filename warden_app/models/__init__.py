@@ -1,5 +1,5 @@
 """The domain's tables, one module per part of the domain."""
-from .access_log import AccessAction, AccessLogEntry
+from .access_log import AccessAction, AccessLogEntry, AccessLogSeal
 from .api_tokens import ApiToken
 from .areas import Area, AreaGroupObjectPermission, AreaUserObjectPermission, BoundarySet
 from .escalation import Escalation, PartnerEndpoint
@@ -15,6 +15,7 @@ from .teams import Team, TeamGroupObjectPermission, TeamUserObjectPermission
 __all__ = [
     "AccessAction",
     "AccessLogEntry",
+    "AccessLogSeal",
     "ApiToken",
     "Area",
     "AreaGroupObjectPermission",

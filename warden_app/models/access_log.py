@@ -22,12 +22,15 @@ class CurrentXactId(Func):
 
 
 class AccessLogEntry(models.Model):
-    """One act on one or more records. Append-only: a database trigger refuses UPDATE and
-    DELETE, but for the one sealing update. Erasure rows never hold the erased values.
+    """One act on one or more records. Append-only: the application's database role may
+    only INSERT and SELECT it, and set the three chain columns (warden_app/db_roles.py); a
+    trigger refuses UPDATE and DELETE whoever connects, but for the one sealing update.
+    Erasure rows never hold the erased values.
 
     Tamper evidence (warden_app/accountability, docs/accountability.md): a sealing step
     puts committed rows on a hash chain in (xid, id) order, setting `seq`, `prev_hash` and
-    `hash` once; `manage.py verify_access_log` recomputes the chain.
+    `hash` once, and records each head (AccessLogSeal, and an anchor outside the
+    database); `manage.py verify_access_log` recomputes the chain and holds it to them.
     """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -68,3 +71,27 @@ class AccessLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.record_type} ({len(self.record_ids)} records)"
+
+
+class AccessLogSeal(models.Model):
+    """One sealing transaction: the chain head it left (seq, the row at that seq, its hash).
+
+    Append-only like the log (a trigger refuses UPDATE and DELETE; the application's
+    database role holds only SELECT and INSERT on it). The same head is written, in the
+    same transaction, to an anchor outside the database (warden_app/accountability/anchors.py),
+    so `verify_access_log` can hold the chain to heads the database's administrators
+    cannot rewrite.
+    """
+
+    at = models.DateTimeField(auto_now_add=True, editable=False)
+    head_seq = models.BigIntegerField(unique=True, editable=False)
+    head_id = models.BigIntegerField(editable=False)  # the AccessLogEntry at head_seq
+    head_hash = models.CharField(max_length=64, editable=False)
+    rows = models.PositiveIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "access log seal"
+
+    def __str__(self) -> str:
+        return f"seal {self.pk}: seq {self.head_seq} {self.head_hash[:12]}…"

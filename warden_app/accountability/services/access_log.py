@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from fieldsync.sync.pull import _horizon
 
-from ...models import AccessAction, AccessLogEntry
+from ...models import AccessAction, AccessLogEntry, AccessLogSeal
 from ...services.access_log import access_log_records
+from ..anchors import Anchor, anchor_store
 from ..chain import CONTENT_FIELDS, GENESIS, link_hash
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
     """Put every committed, unsealed row below the horizon on the chain.
 
     Logging never waits for this: rows are inserted unsealed, and the seal is a later
-    UPDATE of their three chain columns (the trigger allows that and nothing else). The
+    UPDATE of their three chain columns (the trigger allows that and nothing else, and
+    they are all the application's role may UPDATE). The
     horizon is the sync pull's (fieldsync.sync.pull._horizon): the oldest transaction
     still running in this database. Every row below it is committed (or rolled back, and
     so invisible), and no row can later appear with a smaller xid, so chaining in
@@ -71,13 +74,21 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
                 cursor.execute(_SEAL_SQL, [ids, seqs, prevs, hashes])
                 if cursor.rowcount != len(rows):
                     raise RuntimeError("access log rows changed while being sealed")
+                _record_head(seq=seq, log_id=ids[-1], digest=prev, rows=len(rows))
         total += len(rows)
         if len(rows) < batch:
             break
     if total:
-        # The head, for operators who anchor it outside the database (docs/accountability.md).
         log.info("access log sealed through seq %s (hash %s), %s rows", seq, prev, total)
     return Sealed(rows=total, head_seq=seq, head_hash=prev)
+
+
+def _record_head(*, seq: int, log_id: int, digest: str, rows: int) -> None:
+    seal = AccessLogSeal.objects.create(head_seq=seq, head_id=log_id, head_hash=digest, rows=rows)
+    store = anchor_store()
+    if store is not None:
+        store.append(Anchor(seal=seal.pk, seq=seq, log_id=log_id, hash=digest,
+                            at=seal.at.astimezone(UTC).isoformat(timespec="microseconds")))
 
 
 def access_log_consulted(*, user, entry_ids: list[int], query: dict, via: str, purpose: str = "") -> AccessLogEntry:
