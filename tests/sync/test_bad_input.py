@@ -411,6 +411,61 @@ def test_a_revoked_device_is_told_to_wipe_on_every_endpoint(world, warden):
     assert device_row(warden).revoked_at == revoked.revoked_at
 
 
+def test_a_disabled_account_is_401_user_inactive_on_push_and_pull(world, warden):
+    """An account disabled after enrolment (a warden who left): the device's still valid
+    token gets 401 `user_inactive` on push and pull, and the push stores nothing."""
+    from warden_app.models import User
+
+    record_id = uuid.uuid4()
+    assert warden.push_one(mutation("observation", "create", record_id, observation_data()))["status"] == "applied"
+    warden.pull_all()
+    User.objects.filter(username="warden").update(is_active=False)
+    before = counts()
+    pushed_at = device_row(warden).last_push_at
+    m = mutation("observation", "update", record_id, {"description": "after leaving"}, base_version=1)
+    assert_error(post_raw(warden, json.dumps({"mutations": [m]})), 401, "user_inactive")
+    create = mutation("observation", "create", uuid.uuid4(), observation_data())
+    assert_error(post_raw(warden, json.dumps({"mutations": [create]})), 401, "user_inactive")
+    pulled = device_row(warden).last_pull_at
+    assert_error(warden.client.get("/api/v1/sync/pull", **warden.auth), 401, "user_inactive")
+    assert_error(warden.client.get(f"/api/v1/sync/pull?cursor={warden.cursor}", **warden.auth), 401,
+                 "user_inactive")
+    assert counts() == before, "a disabled account's push stores nothing"
+    assert receipts(m["mutation_id"]) == [] and receipts(create["mutation_id"]) == []
+    row = device_row(warden)
+    assert (row.last_push_at, row.last_pull_at) == (pushed_at, pulled), "nor is the device marked as synced"
+    assert model_of("observation").objects.get(pk=record_id).description == "Group drinking by the bus station"
+    # Enabled again, the same token works: disabling is not revocation.
+    User.objects.filter(username="warden").update(is_active=True)
+    assert warden.push_one(m)["status"] == "applied"
+
+
+def test_a_non_finite_number_from_a_caller_of_the_service_is_rejected_not_finite(world, warden):
+    """JSON text cannot carry NaN or infinity (the parser refuses them: malformed_json,
+    above), but the push service takes Python values: a caller handing it a non-finite
+    float gets the field error `not_finite`, and nothing is stored."""
+    from fieldsync.sync.models import Device
+    from fieldsync.sync.push import push_apply
+    from warden_app.models import User
+
+    user, device = User.objects.get(username="warden"), Device.objects.get(pk=warden.device_id)
+    cases = [("accuracy_m", float("inf")), ("accuracy_m", float("nan")), ("accuracy_m", float("-inf")),
+             ("persons_involved", [{"approx_age": float("nan")}]),
+             ("persons_involved", [{"approx_age": float("inf")}])]
+    for name, value in cases:
+        record_id = uuid.uuid4()
+        m = mutation("observation", "create", record_id, observation_data(**{name: value}))
+        before = counts()
+        [result] = push_apply(user=user, device=device, mutations=[m])
+        assert result["status"] == "rejected" and result["code"] == "validation_failed", (name, value, result)
+        assert [e["code"] for e in result["errors"][name]] == ["not_finite"], (name, value, result)
+        assert_not_stored("observation", record_id)
+        after = counts()
+        # Only the receipt and the quarantined copy are written (a rejection's answer).
+        assert {t: after[t] - before[t] for t in after if after[t] != before[t]} == {
+            "sync_receipt": 1, "sync_quarantinedmutation": 1}, (name, value)
+
+
 def test_a_re_enrolled_handheld_works_after_the_old_one_is_revoked(world, warden):
     supervisor = world.enrol("supervisor")
     supervisor.client.post(f"/api/v1/devices/{warden.device_id}/revoke", **supervisor.auth)
