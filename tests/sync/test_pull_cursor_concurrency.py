@@ -210,6 +210,52 @@ def test_an_update_committing_late_reaches_a_reader_that_already_has_the_record(
     assert reader.store[("observation", record_id)]["data"]["description"] == "edited late"
 
 
+def _session_on(database: str, name: str):
+    """An autocommit-off session of its own on `database` of the test database's cluster."""
+    import psycopg
+
+    from tests.deploy.stack import child_database_url
+
+    url = child_database_url(name)
+    here = connection.settings_dict["NAME"]
+    return psycopg.connect(url.replace(f"/{here}?", f"/{database}?", 1))
+
+
+def test_a_writer_in_another_database_of_the_cluster_does_not_hold_pulls_back(tworld):
+    """Transaction ids are cluster-wide, so a transaction of another database (another app on
+    the same server) is in every snapshot's running list; it cannot write our feed, and the
+    horizon leaves it out (pg_stat_activity names its database). Its twin in this database,
+    which might write the feed, does hold pulls back: the contrast shows the check is real."""
+    reader = tworld.enrol("supervisor")
+    pull_caught_up(reader)
+    author = tworld.enrol("warden")
+    with _session_on("postgres", "proofs-other-db") as other:
+        other_xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+        record_id = str(uuid.uuid4())
+        assert author.push_one(create(record_id))["status"] == "applied"
+        with connection.cursor() as c:
+            # The overlap: the other database's writer is running, below our change, in our snapshot.
+            c.execute("SELECT pg_stat_clear_snapshot()")
+            c.execute("SELECT datname FROM pg_stat_activity WHERE backend_xid::text::bigint = %s", [other_xid])
+            assert c.fetchall() == [("postgres",)]
+            c.execute("SELECT %s::text::xid8 = ANY(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))), "
+                      "(SELECT min(xid) FROM sync_change WHERE record_id = %s)", [other_xid, record_id])
+            running, change_xid = c.fetchone()
+        assert running and other_xid < change_xid
+        assert [c["id"] for c in reader.pull_all()] == [record_id]
+        # Every key has moved past the other database's transaction, which is still running.
+        assert all(position[0] >= change_xid > other_xid for position in positions(reader.cursor).values())
+        other.rollback()
+
+    with _session_on(connection.settings_dict["NAME"], "proofs-this-db") as here:
+        here.execute("SELECT pg_current_xact_id()")
+        held = str(uuid.uuid4())
+        assert author.push_one(create(held))["status"] == "applied"
+        assert reader.pull_all() == []  # held back while a writer of this database runs
+        here.rollback()
+    assert [c["id"] for c in pull_caught_up(reader)] == [held]
+
+
 @pytest.mark.slow
 def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     """Writers push creates (and updates of their own records) in transactions held open
