@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -531,27 +532,74 @@ def test_a_device_over_its_rate_is_429_with_retry_after(world, warden):
         assert other.get("/api/v1/sync/status").status_code == 200
 
 
-def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden):
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own: it may be paused without holding up anyone else."""
+    import subprocess
+
+    import redis
+
+    from tests.deploy.stack import free_port, redis_server_argv, wait_until
+
+    port = free_port()
+    server = subprocess.Popen(redis_server_argv(port, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        wait_until(client.ping, f"redis-server on port {port}", 10)
+        yield port, client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+
+
+def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden, private_redis):
     """The window is checked and taken in one step in Redis: of 24 requests arriving at
-    once, exactly the rate passes (read-then-write counters let them all through)."""
+    once, exactly the rate passes (read-then-write counters let them all through). At once,
+    proven: Redis is paused for writes until all 24 scripts have reached it and wait there
+    (INFO `blocked_clients`), so every request is in flight before any is answered."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
+    from fieldsync.sync import throttling
     from fieldsync.sync.models import Device
     from fieldsync.sync.throttling import DeviceRateThrottle
 
+    port, admin = private_redis
     request = SimpleNamespace(auth=Device.objects.get(pk=warden.device_id))
     start = threading.Barrier(24)
+    answered = threading.Event()
+    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": f"redis://127.0.0.1:{port}/0", "KEY_PREFIX": "proofs",
+                          # Longer than the pause below: a timeout would fail open and pass all 24.
+                          "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5}}}
 
     def one(_):
         throttle = DeviceRateThrottle()
         start.wait()
-        return throttle.allow_request(request, None)
+        try:
+            return throttle.allow_request(request, None)
+        finally:
+            answered.set()
 
-    with override_settings(SYNC_DEVICE_RATE="5/min"):
-        with ThreadPoolExecutor(24) as pool:
-            answers = list(pool.map(one, range(24)))
+    with override_settings(SYNC_DEVICE_RATE="5/min", CACHES=caches):
+        admin.script_load(throttling._WINDOW_SCRIPT)  # so each request is one EVALSHA
+        throttling._script = None
+        admin.client_pause(20_000, all=False)  # writes (scripts among them) wait
+        try:
+            with ThreadPoolExecutor(24) as pool:
+                answers = pool.map(one, range(24))
+                deadline = time.monotonic() + 10
+                while int(admin.info("clients")["blocked_clients"]) < 24:
+                    assert time.monotonic() < deadline, admin.info("clients")
+                    time.sleep(0.01)
+                in_flight_together = not answered.is_set()
+                admin.client_unpause()
+                answers = list(answers)
+        finally:
+            admin.client_unpause()
+        assert in_flight_together, "a request was answered before all 24 had reached Redis"
         assert answers.count(True) == 5
         late = DeviceRateThrottle()
         assert not late.allow_request(request, None) and 59 < late.wait() <= 60
