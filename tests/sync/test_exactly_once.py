@@ -306,7 +306,11 @@ def test_the_same_edit_twice_at_the_same_moment_is_applied_once(tworld, live_ser
 def test_an_outbox_sent_from_two_handhelds_of_one_user_at_once_is_stored_once(tworld, live_server):
     first, second = tworld.enrol("warden"), tworld.enrol("warden")
     mutations, ids = outbox()
-    responses = _post_together(live_server.url, [(first.token, mutations), (second.token, mutations)])
+    # Both in flight at once, proven: one holds the user's push lock and waits on its device's
+    # row (held), the other waits on the push lock.
+    hold = Hold(first.device_id, second.device_id)
+    responses = _post_together(live_server.url, [(first.token, mutations), (second.token, mutations)], hold=hold)
+    assert hold.overlapped, "both pushes should have been in flight at once"
     statuses = sorted(tuple(s) for s in _statuses(responses))
     assert statuses == [("applied",) * 4, ("duplicate",) * 4], statuses
     assert_stored_once(ids, {"observation": 2, "street_audit": 1, "audit_item": 1})
