@@ -5,6 +5,7 @@ database connection, pushing through the push service inside a transaction it ho
 """
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -279,6 +280,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     writers_done = threading.Event()
     errors: list[BaseException] = []
 
+    # Writes made and not yet committed, and the pulls that ran wholly inside one of them:
+    # the overlap the test is about, counted.
+    open_writes: set[tuple[int, int]] = set()
+    generation = itertools.count()
+    overlapped_pulls = [0]
+
     class Abort(Exception):
         pass
 
@@ -302,7 +309,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
                     with transaction.atomic():
                         time.sleep(rng.random() * 0.01)
                         results = push_apply(user=user, device=device, mutations=mutations)
+                        held = (index, next(generation))  # written, not committed
+                        with lock:
+                            open_writes.add(held)
                         time.sleep(rng.random() * 0.03)  # hold the transaction open
+                        with lock:
+                            open_writes.discard(held)
                         if abort:
                             raise Abort
                 except Abort:
@@ -335,8 +347,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
 
             def pull_once() -> bool:
                 nonlocal token
+                with lock:
+                    open_before = set(open_writes)
                 page = pull_changes(user=user, device=device, cursor_token=token, limit=rng.randint(2, 7))
                 pulls[0] += 1
+                with lock:
+                    overlapped_pulls[0] += bool(open_before & open_writes)
                 for change in page["changes"]:
                     assert change["op"] == "upsert", change
                     seen[(change["id"], change["version"])] += 1
@@ -376,6 +392,7 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     assert not reading.is_alive() and not any(t.is_alive() for t in threads)
 
     assert committed, "no transaction committed"
+    assert overlapped_pulls[0] > 0, "no pull ran while a writer held uncommitted changes"
     missing = committed - set(ids_seen)
     assert not missing, f"seed {seed}: {len(missing)} committed records never pulled"
     assert not (rolled_back & set(ids_seen)), "a rolled-back record was pulled"
@@ -383,7 +400,8 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     stale = {rid for rid in committed if last_version[rid] != versions[uuid.UUID(rid)]}
     assert not stale, f"seed {seed}: last version not delivered for {stale}"
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
-    print(f"{len(committed)} records, {len(rolled_back)} rolled back, {pulls[0]} pulls, "
+    print(f"{len(committed)} records, {len(rolled_back)} rolled back, {pulls[0]} pulls "
+          f"({overlapped_pulls[0]} inside an uncommitted write), "
           f"{sum(seen.values())} deliveries, {duplicates} duplicate deliveries of the same version")
 
 
