@@ -51,8 +51,12 @@ def test_a_push_deadlocked_on_every_attempt_is_503_busy_and_changes_nothing(twor
     def other_session() -> None:
         try:
             with psycopg.connect(child_database_url("proofs-deadlocker")) as conn:
-                # Never this session's timer first: the push is the one that finds the cycle.
-                conn.execute("SET deadlock_timeout = '60s'")
+                # The push waits first, so its deadlock_timeout expires first and it finds the
+                # cycle; a longer timer here makes sure of it where we may set one (superuser).
+                try:
+                    conn.execute("SET deadlock_timeout = '60s'")
+                except psycopg.errors.InsufficientPrivilege:
+                    conn.rollback()
                 conn.execute("SELECT 1 FROM warden_app_observation WHERE id = %s FOR UPDATE", [second])
                 holding.set()
                 me = conn.info.backend_pid
