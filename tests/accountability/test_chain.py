@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -258,8 +259,23 @@ def test_concurrent_sealers_build_one_chain(transactional_db):
             connection.close()
 
     threads = [threading.Thread(target=seal) for _ in range(4)]
-    for thread in threads:
-        thread.start()
+    gate = raw_connection()  # holds the seal lock until all four sealers wait on it: they overlap
+    try:
+        gate.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK_KEY])
+        for thread in threads:
+            thread.start()
+        waiting, deadline = 0, time.monotonic() + 30
+        while waiting < 4:
+            assert time.monotonic() < deadline, f"{waiting} sealers waiting on the seal lock"
+            time.sleep(0.02)
+            with raw_connection() as watch:
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND objid::bigint = %s AND objsubid = 1", [SEAL_LOCK_KEY & 0xFFFFFFFF]).fetchone()[0]
+    finally:
+        gate.rollback()
+        gate.close()
     for thread in threads:
         thread.join(60)
     assert not errors and sum(results) == 40

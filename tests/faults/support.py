@@ -188,12 +188,13 @@ class PrivateCluster:
         self._as_postgres([str(PG_BINDIR / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                            "-E", "UTF8", "--locale=C", "--no-sync"])
 
-    def start(self) -> None:
+    def start(self, **settings: str) -> None:
+        """`settings`: more server settings for this cluster (e.g. max_prepared_transactions)."""
         # fsync off: these tests kill processes, never the machine, so the OS keeps every write.
         # synchronous_commit stays on: a commit a client was told of is in the WAL, and an
         # immediate stop (no checkpoint) must lose none of them.
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.sockets} "
-                   "-c fsync=off")
+                   "-c fsync=off" + "".join(f" -c {name}={value}" for name, value in settings.items()))
         self._as_postgres([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
                            "-o", options, "start"])
 

@@ -203,6 +203,7 @@ def push_result(status: str, code: str | None = None) -> Callable:
         if result["status"] != status or (code and result.get("code") != code):
             return [f"push: {result['status']}/{result.get('code')} instead of {status}/{code}"]
         return []
+    check.refusal = status == "rejected"  # a denied write: no record may change
     return check
 
 
@@ -674,6 +675,38 @@ def request_data(world: SecurityWorld, principal: str, row: Row):
     return row.data, row.content_type
 
 
+WRITES = ("post", "put", "patch", "delete")
+# What a refused mutation inside an accepted push leaves, by design (protocol section 4): its
+# receipt (so a resend is a duplicate), the quarantined copy a supervisor sees, and the
+# device's last push time. Nothing of any record.
+REFUSAL_TRACE = frozenset({"sync_receipt", "sync_quarantinedmutation", "sync_device"})
+REFUSED_WRITES_CHECKED: list[str] = []
+
+
+def denied(expect: Expect) -> bool:
+    """The answer the policy requires is a refusal: every allowed status a 4xx, a redirect
+    to sign in first (`?next=`: not a logout's way out), or a push whose mutation is rejected."""
+    if expect.location is not None:
+        return "/login/?next=" in expect.location
+    return all(400 <= status < 500 for status in expect.statuses()) or (
+        expect.check is not None and getattr(expect.check, "refusal", False))
+
+
+def fingerprint() -> dict[str, str]:
+    """A hash of every row of every table of the app (one statement): what a refused write
+    must leave exactly as it was."""
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'spatial_ref_sys' "
+                  "ORDER BY tablename")
+        tables = [name for (name,) in c.fetchall()]
+        c.execute(" UNION ALL ".join(
+            f"SELECT '{name}', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{name}\" t"
+            for name in tables))
+        return dict(c.fetchall())
+
+
 def run_one(world: SecurityWorld, principal: str, row: Row) -> list[str]:
     expect = token_expectation(row) if principal == "analyst_token" else row.expect[principal]
     client = client_for(world, principal, row)
@@ -684,7 +717,9 @@ def run_one(world: SecurityWorld, principal: str, row: Row) -> list[str]:
     if content_type:
         kwargs["content_type"] = content_type
     problems: list[str] = []
+    refused_write = row.method in WRITES and denied(expect)
     with transaction.atomic():
+        before = fingerprint() if refused_write else None
         try:
             response = getattr(client, row.method)(row.path, **kwargs)
             # (Not response.close(): the test client has closed it, or does so when a stream
@@ -704,6 +739,15 @@ def run_one(world: SecurityWorld, principal: str, row: Row) -> list[str]:
             problems += expect.check(world, principal, response, parsed)
         if row.after:
             problems += row.after(world, principal)
+        if before is not None:
+            REFUSED_WRITES_CHECKED.append(f"{row.method} {row.path} {principal}")
+            after = fingerprint()
+            allowed = REFUSAL_TRACE if expect.check is not None and getattr(expect.check, "refusal", False) \
+                else frozenset()
+            changed = sorted(name for name in set(before) | set(after)
+                             if before.get(name) != after.get(name) and name not in allowed)
+            if changed:
+                problems.append(f"a refused write changed {changed}")
         transaction.set_rollback(True)
     return problems
 
@@ -723,5 +767,7 @@ def test_every_endpoint_as_every_role(sec_world, settings):
             for problem in run_one(sec_world, principal, row):
                 failures.append(f"{row.method.upper()} {row.path} as {principal}"
                                 f"{' (' + row.note + ')' if row.note else ''}: {problem}")
-    print(f"authorisation matrix: {len(rows)} rows x {len(PRINCIPALS)} principals = {len(rows) * len(PRINCIPALS)}")
+    print(f"authorisation matrix: {len(rows)} rows x {len(PRINCIPALS)} principals = {len(rows) * len(PRINCIPALS)}; "
+          f"{len(REFUSED_WRITES_CHECKED)} refused writes left every table as it was")
+    assert REFUSED_WRITES_CHECKED, "no refused write was checked"
     assert not failures, "\n" + "\n".join(failures)

@@ -431,9 +431,17 @@ def test_missing_photos_are_per_device(world, media):
 # ---------------------------------------------------------------- the same photo twice at once
 
 
-def test_same_photo_on_two_connections_at_once(tworld, media):
+def test_same_photo_on_two_connections_at_once(tworld, media, caplog):
     """Both requests pass the 'already stored?' check, both write a file; one row wins
-    and the loser answers 200 and leaves no orphan file behind."""
+    and the loser answers 200 and leaves no orphan file behind. At once, proven: another
+    session holds the table in SHARE mode (reads pass, inserts wait) until both uploads are
+    seen waiting on it, past their check, each with its file written."""
+    import logging
+
+    import psycopg
+
+    from tests.deploy.stack import child_database_url
+
     handhelds = [tworld.enrol("warden"), tworld.enrol("warden2")]
     data = jpeg_with_gps((1600, 1200))
     barrier = threading.Barrier(2)
@@ -448,11 +456,28 @@ def test_same_photo_on_two_connections_at_once(tworld, media):
 
     threads = [threading.Thread(target=upload, args=(hh,)) for hh in handhelds]
     # Committed for real, so on_commit queues a thumbnail: keep it off the shared broker.
-    with celery_redis(CLOSED_PORT):
+    with celery_redis(CLOSED_PORT), caplog.at_level(logging.INFO, logger="fieldsync.sync.attachments"), \
+            psycopg.connect(child_database_url("proofs-gate")) as gate:
+        gate.execute("LOCK TABLE sync_attachment IN SHARE MODE")
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(child_database_url("proofs-watch"), autocommit=True) as watch:
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    "WHERE l.relation = 'sync_attachment'::regclass AND NOT l.granted "
+                    "AND a.wait_event_type = 'Lock'").fetchone()[0]
+            if waiting == 2:
+                break
+            assert time.monotonic() < deadline, f"{waiting} uploads waiting on the table"
+            time.sleep(0.02)
+        assert len(files_under(media)) == 2, "each upload has written its file before inserting"
+        gate.rollback()  # both inserts go ahead: one wins the primary key
         for thread in threads:
             thread.join(60)
+    assert [r.getMessage() for r in caplog.records if "concurrent upload" in r.getMessage()] == [
+        f"attachment {hashlib.sha256(data).hexdigest()} was stored by a concurrent upload"]
     assert sorted(answers) == [200, 201]
     row = Attachment.objects.get()
     assert files_under(media) == [Path(row.file.path)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -411,6 +412,61 @@ def test_a_revoked_device_is_told_to_wipe_on_every_endpoint(world, warden):
     assert device_row(warden).revoked_at == revoked.revoked_at
 
 
+def test_a_disabled_account_is_401_user_inactive_on_push_and_pull(world, warden):
+    """An account disabled after enrolment (a warden who left): the device's still valid
+    token gets 401 `user_inactive` on push and pull, and the push stores nothing."""
+    from warden_app.models import User
+
+    record_id = uuid.uuid4()
+    assert warden.push_one(mutation("observation", "create", record_id, observation_data()))["status"] == "applied"
+    warden.pull_all()
+    User.objects.filter(username="warden").update(is_active=False)
+    before = counts()
+    pushed_at = device_row(warden).last_push_at
+    m = mutation("observation", "update", record_id, {"description": "after leaving"}, base_version=1)
+    assert_error(post_raw(warden, json.dumps({"mutations": [m]})), 401, "user_inactive")
+    create = mutation("observation", "create", uuid.uuid4(), observation_data())
+    assert_error(post_raw(warden, json.dumps({"mutations": [create]})), 401, "user_inactive")
+    pulled = device_row(warden).last_pull_at
+    assert_error(warden.client.get("/api/v1/sync/pull", **warden.auth), 401, "user_inactive")
+    assert_error(warden.client.get(f"/api/v1/sync/pull?cursor={warden.cursor}", **warden.auth), 401,
+                 "user_inactive")
+    assert counts() == before, "a disabled account's push stores nothing"
+    assert receipts(m["mutation_id"]) == [] and receipts(create["mutation_id"]) == []
+    row = device_row(warden)
+    assert (row.last_push_at, row.last_pull_at) == (pushed_at, pulled), "nor is the device marked as synced"
+    assert model_of("observation").objects.get(pk=record_id).description == "Group drinking by the bus station"
+    # Enabled again, the same token works: disabling is not revocation.
+    User.objects.filter(username="warden").update(is_active=True)
+    assert warden.push_one(m)["status"] == "applied"
+
+
+def test_a_non_finite_number_from_a_caller_of_the_service_is_rejected_not_finite(world, warden):
+    """JSON text cannot carry NaN or infinity (the parser refuses them: malformed_json,
+    above), but the push service takes Python values: a caller handing it a non-finite
+    float gets the field error `not_finite`, and nothing is stored."""
+    from fieldsync.sync.models import Device
+    from fieldsync.sync.push import push_apply
+    from warden_app.models import User
+
+    user, device = User.objects.get(username="warden"), Device.objects.get(pk=warden.device_id)
+    cases = [("accuracy_m", float("inf")), ("accuracy_m", float("nan")), ("accuracy_m", float("-inf")),
+             ("persons_involved", [{"approx_age": float("nan")}]),
+             ("persons_involved", [{"approx_age": float("inf")}])]
+    for name, value in cases:
+        record_id = uuid.uuid4()
+        m = mutation("observation", "create", record_id, observation_data(**{name: value}))
+        before = counts()
+        [result] = push_apply(user=user, device=device, mutations=[m])
+        assert result["status"] == "rejected" and result["code"] == "validation_failed", (name, value, result)
+        assert [e["code"] for e in result["errors"][name]] == ["not_finite"], (name, value, result)
+        assert_not_stored("observation", record_id)
+        after = counts()
+        # Only the receipt and the quarantined copy are written (a rejection's answer).
+        assert {t: after[t] - before[t] for t in after if after[t] != before[t]} == {
+            "sync_receipt": 1, "sync_quarantinedmutation": 1}, (name, value)
+
+
 def test_a_re_enrolled_handheld_works_after_the_old_one_is_revoked(world, warden):
     supervisor = world.enrol("supervisor")
     supervisor.client.post(f"/api/v1/devices/{warden.device_id}/revoke", **supervisor.auth)
@@ -476,27 +532,74 @@ def test_a_device_over_its_rate_is_429_with_retry_after(world, warden):
         assert other.get("/api/v1/sync/status").status_code == 200
 
 
-def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden):
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own: it may be paused without holding up anyone else."""
+    import subprocess
+
+    import redis
+
+    from tests.deploy.stack import free_port, redis_server_argv, wait_until
+
+    port = free_port()
+    server = subprocess.Popen(redis_server_argv(port, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        wait_until(client.ping, f"redis-server on port {port}", 10)
+        yield port, client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+
+
+def test_requests_at_the_same_moment_never_pass_more_than_the_rate(world, warden, private_redis):
     """The window is checked and taken in one step in Redis: of 24 requests arriving at
-    once, exactly the rate passes (read-then-write counters let them all through)."""
+    once, exactly the rate passes (read-then-write counters let them all through). At once,
+    proven: Redis is paused for writes until all 24 scripts have reached it and wait there
+    (INFO `blocked_clients`), so every request is in flight before any is answered."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
+    from fieldsync.sync import throttling
     from fieldsync.sync.models import Device
     from fieldsync.sync.throttling import DeviceRateThrottle
 
+    port, admin = private_redis
     request = SimpleNamespace(auth=Device.objects.get(pk=warden.device_id))
     start = threading.Barrier(24)
+    answered = threading.Event()
+    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": f"redis://127.0.0.1:{port}/0", "KEY_PREFIX": "proofs",
+                          # Longer than the pause below: a timeout would fail open and pass all 24.
+                          "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5}}}
 
     def one(_):
         throttle = DeviceRateThrottle()
         start.wait()
-        return throttle.allow_request(request, None)
+        try:
+            return throttle.allow_request(request, None)
+        finally:
+            answered.set()
 
-    with override_settings(SYNC_DEVICE_RATE="5/min"):
-        with ThreadPoolExecutor(24) as pool:
-            answers = list(pool.map(one, range(24)))
+    with override_settings(SYNC_DEVICE_RATE="5/min", CACHES=caches):
+        admin.script_load(throttling._WINDOW_SCRIPT)  # so each request is one EVALSHA
+        throttling._script = None
+        admin.client_pause(20_000, all=False)  # writes (scripts among them) wait
+        try:
+            with ThreadPoolExecutor(24) as pool:
+                answers = pool.map(one, range(24))
+                deadline = time.monotonic() + 10
+                while int(admin.info("clients")["blocked_clients"]) < 24:
+                    assert time.monotonic() < deadline, admin.info("clients")
+                    time.sleep(0.01)
+                in_flight_together = not answered.is_set()
+                admin.client_unpause()
+                answers = list(answers)
+        finally:
+            admin.client_unpause()
+        assert in_flight_together, "a request was answered before all 24 had reached Redis"
         assert answers.count(True) == 5
         late = DeviceRateThrottle()
         assert not late.allow_request(request, None) and 59 < late.wait() <= 60

@@ -216,7 +216,7 @@ def _post_together(url: str, requests: list[tuple[str, list[dict]]], hold=None) 
         thread.start()
     if hold:
         barrier.wait()
-        hold()
+        hold(threads)
     for thread in threads:
         thread.join(90)
     for response in responses:
@@ -245,7 +245,7 @@ class Hold:
         self.device_ids = list(device_ids)
         self.overlapped = False
 
-    def __call__(self) -> None:
+    def __call__(self, threads=()) -> None:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM sync_device WHERE id = ANY(%s::uuid[]) FOR UPDATE", [self.device_ids])
@@ -255,6 +255,40 @@ class Hold:
                 time.sleep(0.02)
 
 
+class Watch:
+    """Holds nothing: looks, while the requests run, for one of them waiting on a lock the
+    other holds (its push lock, or the key of a row the other has written), which shows
+    both were inside their transactions at once. `overlapped` says it was seen."""
+
+    def __init__(self):
+        self.overlapped = False
+
+    def __call__(self, threads=()) -> None:
+        import psycopg
+
+        from tests.deploy.stack import child_database_url
+
+        with psycopg.connect(child_database_url("proofs-watch"), autocommit=True) as conn:
+            while not self.overlapped and any(thread.is_alive() for thread in threads):
+                self.overlapped = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND application_name <> 'proofs-watch'").fetchone()[0] > 0
+
+
+def _until_overlapped(rounds: int = 30, least: int = 3):
+    """Rounds of a barrier test: at least `least`, then until a Watch has seen an overlap
+    (a round without one still checks the outcome, of requests that merely came close)."""
+    seen = 0
+    for n in range(rounds):
+        watch = Watch()
+        yield watch
+        seen += watch.overlapped
+        if seen and n + 1 >= least:
+            print(f"overlap seen in {seen} of {n + 1} rounds")
+            return
+    raise AssertionError(f"in {rounds} rounds the two requests were never seen inside their transactions at once")
+
+
 def _statuses(responses) -> list[list[str]]:
     return [[r["status"] for r in response.json()["results"]] for response in responses]
 
@@ -262,13 +296,13 @@ def _statuses(responses) -> list[list[str]]:
 @pytest.mark.parametrize("held", [False, True], ids=["barrier", "held-until-both-wait"])
 def test_the_same_push_twice_at_the_same_moment_is_stored_once(tworld, live_server, held):
     handheld = tworld.enrol("warden")
-    for _ in range(3 if not held else 1):
+    for watch in (_until_overlapped() if not held else [None]):
         record_id = uuid.uuid4()
         m = mutation("observation", "create", record_id, observation_data())
         before = counts()
-        hold = Hold(handheld.device_id) if held else None
+        hold = Hold(handheld.device_id) if held else watch
         responses = _post_together(live_server.url, [(handheld.token, [m]), (handheld.token, [m])], hold=hold)
-        if hold:
+        if held:
             assert hold.overlapped, "both pushes should have been inside their transactions at once"
         statuses = sorted(s[0] for s in _statuses(responses))
         assert statuses == ["applied", "duplicate"], statuses
@@ -306,7 +340,11 @@ def test_the_same_edit_twice_at_the_same_moment_is_applied_once(tworld, live_ser
 def test_an_outbox_sent_from_two_handhelds_of_one_user_at_once_is_stored_once(tworld, live_server):
     first, second = tworld.enrol("warden"), tworld.enrol("warden")
     mutations, ids = outbox()
-    responses = _post_together(live_server.url, [(first.token, mutations), (second.token, mutations)])
+    # Both in flight at once, proven: one holds the user's push lock and waits on its device's
+    # row (held), the other waits on the push lock.
+    hold = Hold(first.device_id, second.device_id)
+    responses = _post_together(live_server.url, [(first.token, mutations), (second.token, mutations)], hold=hold)
+    assert hold.overlapped, "both pushes should have been in flight at once"
     statuses = sorted(tuple(s) for s in _statuses(responses))
     assert statuses == [("applied",) * 4, ("duplicate",) * 4], statuses
     assert_stored_once(ids, {"observation": 2, "street_audit": 1, "audit_item": 1})
@@ -317,14 +355,19 @@ def test_an_outbox_sent_from_two_handhelds_of_one_user_at_once_is_stored_once(tw
 @pytest.mark.parametrize("held", [False, True], ids=["barrier", "held-until-both-wait"])
 def test_two_users_creating_one_id_at_once_store_one_record(tworld, live_server, held):
     warden, warden2 = tworld.enrol("warden"), tworld.enrol("warden2")
+    for watch in (_until_overlapped() if not held else [None]):
+        _one_id_created_twice_at_once(live_server, warden, warden2, Hold(warden.device_id, warden2.device_id)
+                                      if held else watch)
+
+
+def _one_id_created_twice_at_once(live_server, warden, warden2, hold) -> None:
     record_id = uuid.uuid4()
     data = observation_data()
     mine = mutation("observation", "create", record_id, data)
     theirs = mutation("observation", "create", record_id, data)
 
-    hold = Hold(warden.device_id, warden2.device_id) if held else None
     responses = _post_together(live_server.url, [(warden.token, [mine]), (warden2.token, [theirs])], hold=hold)
-    if hold:
+    if isinstance(hold, Hold):
         assert hold.overlapped, "both creates should have been inside their transactions at once"
     results = [response.json()["results"][0] for response in responses]
     assert sorted(r["status"] for r in results) == ["applied", "rejected"], results

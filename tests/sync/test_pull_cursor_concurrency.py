@@ -5,6 +5,7 @@ database connection, pushing through the push service inside a transaction it ho
 """
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -210,6 +211,52 @@ def test_an_update_committing_late_reaches_a_reader_that_already_has_the_record(
     assert reader.store[("observation", record_id)]["data"]["description"] == "edited late"
 
 
+def _session_on(database: str, name: str):
+    """An autocommit-off session of its own on `database` of the test database's cluster."""
+    import psycopg
+
+    from tests.deploy.stack import child_database_url
+
+    url = child_database_url(name)
+    here = connection.settings_dict["NAME"]
+    return psycopg.connect(url.replace(f"/{here}?", f"/{database}?", 1))
+
+
+def test_a_writer_in_another_database_of_the_cluster_does_not_hold_pulls_back(tworld):
+    """Transaction ids are cluster-wide, so a transaction of another database (another app on
+    the same server) is in every snapshot's running list; it cannot write our feed, and the
+    horizon leaves it out (pg_stat_activity names its database). Its twin in this database,
+    which might write the feed, does hold pulls back: the contrast shows the check is real."""
+    reader = tworld.enrol("supervisor")
+    pull_caught_up(reader)
+    author = tworld.enrol("warden")
+    with _session_on("postgres", "proofs-other-db") as other:
+        other_xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+        record_id = str(uuid.uuid4())
+        assert author.push_one(create(record_id))["status"] == "applied"
+        with connection.cursor() as c:
+            # The overlap: the other database's writer is running, below our change, in our snapshot.
+            c.execute("SELECT pg_stat_clear_snapshot()")
+            c.execute("SELECT datname FROM pg_stat_activity WHERE backend_xid::text::bigint = %s", [other_xid])
+            assert c.fetchall() == [("postgres",)]
+            c.execute("SELECT %s::text::xid8 = ANY(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))), "
+                      "(SELECT min(xid) FROM sync_change WHERE record_id = %s)", [other_xid, record_id])
+            running, change_xid = c.fetchone()
+        assert running and other_xid < change_xid
+        assert [c["id"] for c in reader.pull_all()] == [record_id]
+        # Every key has moved past the other database's transaction, which is still running.
+        assert all(position[0] >= change_xid > other_xid for position in positions(reader.cursor).values())
+        other.rollback()
+
+    with _session_on(connection.settings_dict["NAME"], "proofs-this-db") as here:
+        here.execute("SELECT pg_current_xact_id()")
+        held = str(uuid.uuid4())
+        assert author.push_one(create(held))["status"] == "applied"
+        assert reader.pull_all() == []  # held back while a writer of this database runs
+        here.rollback()
+    assert [c["id"] for c in pull_caught_up(reader)] == [held]
+
+
 @pytest.mark.slow
 def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     """Writers push creates (and updates of their own records) in transactions held open
@@ -232,6 +279,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     lock = threading.Lock()
     writers_done = threading.Event()
     errors: list[BaseException] = []
+
+    # Writes made and not yet committed, and the pulls that ran wholly inside one of them:
+    # the overlap the test is about, counted.
+    open_writes: set[tuple[int, int]] = set()
+    generation = itertools.count()
+    overlapped_pulls = [0]
 
     class Abort(Exception):
         pass
@@ -256,7 +309,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
                     with transaction.atomic():
                         time.sleep(rng.random() * 0.01)
                         results = push_apply(user=user, device=device, mutations=mutations)
+                        held = (index, next(generation))  # written, not committed
+                        with lock:
+                            open_writes.add(held)
                         time.sleep(rng.random() * 0.03)  # hold the transaction open
+                        with lock:
+                            open_writes.discard(held)
                         if abort:
                             raise Abort
                 except Abort:
@@ -289,8 +347,12 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
 
             def pull_once() -> bool:
                 nonlocal token
+                with lock:
+                    open_before = set(open_writes)
                 page = pull_changes(user=user, device=device, cursor_token=token, limit=rng.randint(2, 7))
                 pulls[0] += 1
+                with lock:
+                    overlapped_pulls[0] += bool(open_before & open_writes)
                 for change in page["changes"]:
                     assert change["op"] == "upsert", change
                     seen[(change["id"], change["version"])] += 1
@@ -330,6 +392,7 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     assert not reading.is_alive() and not any(t.is_alive() for t in threads)
 
     assert committed, "no transaction committed"
+    assert overlapped_pulls[0] > 0, "no pull ran while a writer held uncommitted changes"
     missing = committed - set(ids_seen)
     assert not missing, f"seed {seed}: {len(missing)} committed records never pulled"
     assert not (rolled_back & set(ids_seen)), "a rolled-back record was pulled"
@@ -337,7 +400,8 @@ def test_stress_concurrent_writers_and_a_pulling_reader(tworld):
     stale = {rid for rid in committed if last_version[rid] != versions[uuid.UUID(rid)]}
     assert not stale, f"seed {seed}: last version not delivered for {stale}"
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
-    print(f"{len(committed)} records, {len(rolled_back)} rolled back, {pulls[0]} pulls, "
+    print(f"{len(committed)} records, {len(rolled_back)} rolled back, {pulls[0]} pulls "
+          f"({overlapped_pulls[0]} inside an uncommitted write), "
           f"{sum(seen.values())} deliveries, {duplicates} duplicate deliveries of the same version")
 
 
