@@ -329,6 +329,10 @@ LOGIN_SLOWDOWN_MAX_SECONDS = env_int("LOGIN_SLOWDOWN_MAX_SECONDS", 30)
 LOGIN_USUAL_ADDRESS_DAYS = env_int("LOGIN_USUAL_ADDRESS_DAYS", 30)
 LOGIN_GUARD_CACHE = "default"
 
+# Personal API tokens (fsp_, warden_app/services/api_tokens.py) stop working this many days
+# after they are made; a password change or deactivation ends them sooner.
+API_TOKEN_LIFETIME_DAYS = env_int("API_TOKEN_LIFETIME_DAYS", 90)
+
 # --- periodic tasks (celery beat) ---
 # Thumbnails of photos that arrived while the broker was down (their task was never queued).
 CELERY_BEAT_SCHEDULE = {
