@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        AddIndexConcurrently(model_name="observation", index=GinIndex(fields=["photos"], name="observation_photos")),
-        AddIndexConcurrently(model_name="streetaudit", index=GinIndex(fields=["photos"], name="street_audit_photos")),
-        AddIndexConcurrently(model_name="audititem", index=GinIndex(fields=["photos"], name="audit_item_photos")),
+        AddIndexConcurrently(model_name="observation", index=GinIndex(fields=["photos"], name="observation_photos", fastupdate=False)),
+        AddIndexConcurrently(model_name="streetaudit", index=GinIndex(fields=["photos"], name="street_audit_photos", fastupdate=False)),
+        AddIndexConcurrently(model_name="audititem", index=GinIndex(fields=["photos"], name="audit_item_photos", fastupdate=False)),
     ]

@@ -115,7 +115,7 @@ class Observation(FieldRecord, Reviewable):
             models.Index(fields=["author", "review_state"], name="observation_author_review"),
             models.Index(fields=["observed_at"], name="observation_observed_at"),
             # Records naming a photo (fieldsync/sync/photo_access.py: HEAD, pushes naming one).
-            GinIndex(fields=["photos"], name="observation_photos"),
+            GinIndex(fields=["photos"], name="observation_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:
@@ -146,7 +146,7 @@ class StreetAudit(FieldRecord, Reviewable):
         indexes = [
             models.Index(fields=["area", "review_state"], name="street_audit_area_review"),
             models.Index(fields=["author", "review_state"], name="street_audit_author_review"),
-            GinIndex(fields=["photos"], name="street_audit_photos"),
+            GinIndex(fields=["photos"], name="street_audit_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:
@@ -178,7 +178,7 @@ class AuditItem(FieldRecord):
         indexes = [
             models.Index(fields=["area", "issue_type"], name="audit_item_area_issue"),
             models.Index(fields=["author"], name="audit_item_author"),
-            GinIndex(fields=["photos"], name="audit_item_photos"),
+            GinIndex(fields=["photos"], name="audit_item_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:
