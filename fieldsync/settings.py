@@ -327,13 +327,23 @@ SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")
 
 # --- brute-force guard on password checks (fieldsync/login_guard.py, docs/security.md) ---
 # Desk and admin sign-in, device enrolment and HTTP Basic: after LOGIN_FAILURE_LIMIT failures
-# for one username, or LOGIN_FAILURE_ADDRESS_LIMIT from one client address, within
-# LOGIN_FAILURE_WINDOW seconds of the first, every check is refused until the window ends.
+# for one username from one address, or LOGIN_FAILURE_ADDRESS_LIMIT from one client address,
+# within LOGIN_FAILURE_WINDOW seconds of the first, that pair or address is refused until the
+# window ends.
 # The address limit is higher: a council office or a police station signs in from one address.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_ADDRESS_LIMIT = env_int("LOGIN_FAILURE_ADDRESS_LIMIT", 20)
 LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
+# Slow-down per username, for addresses that are not the account's usual ones (those it
+# signed in from within LOGIN_USUAL_ADDRESS_DAYS): one check per 1, 2, 4 ... seconds, at most
+# LOGIN_SLOWDOWN_MAX_SECONDS apart; never a lockout of the owner (login_guard.py).
+LOGIN_SLOWDOWN_MAX_SECONDS = env_int("LOGIN_SLOWDOWN_MAX_SECONDS", 30)
+LOGIN_USUAL_ADDRESS_DAYS = env_int("LOGIN_USUAL_ADDRESS_DAYS", 30)
 LOGIN_GUARD_CACHE = "default"
+
+# Personal API tokens (fsp_, warden_app/services/api_tokens.py) stop working this many days
+# after they are made; a password change or deactivation ends them sooner.
+API_TOKEN_LIFETIME_DAYS = env_int("API_TOKEN_LIFETIME_DAYS", 90)
 
 # --- periodic tasks (celery beat) ---
 # Thumbnails of photos that arrived while the broker was down (their task was never queued).

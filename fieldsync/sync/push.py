@@ -28,9 +28,10 @@ from django.utils import timezone
 from . import db, registry, rows
 from .errors import SyncError
 from .feed import feed_drop, feed_touch
-from .fields import Context, Invalid, parse_time, to_wire
+from .fields import SHA256_RE, Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
 from .models import MutationStatus
+from .photo_access import photo_access
 from .registry import RecordType, Row
 from .shown import Consulted, record_view, wire_data
 
@@ -174,6 +175,8 @@ class Batch:
         self.feed_ahead: set[tuple[str, uuid.UUID, str]] = set()
         # Records whose server view an answer (a conflict) shows with personal values.
         self.consulted = Consulted()
+        # Photos this batch names anew that its user may not name (photo_access.py).
+        self.photos_refused: set[str] = set()
 
     def apply(self) -> None:
         """Lock, load, decide and write the batch, in the caller's transaction.
@@ -243,6 +246,27 @@ class Batch:
                     self.states[(type_name, record_id)] = RecordState(rtype, row, row is not None, keys)
         self._load_rejected_creates(wanted)
         self._load_versions_since(valid)
+        self.photos_refused = self._photos_refused(valid)
+
+    def _photos_refused(self, valid: list[Mutation]) -> set[str]:
+        """Of the photos the batch's creates and updates name that their records do not name
+        already, those this user may not name: someone else's, stored or claimed. One look-up
+        for the whole batch, and none when it names no new photo."""
+        named: set[str] = set()
+        for m in valid:
+            if m.op not in ("create", "update"):
+                continue
+            state = self.states.get(m.key)
+            current = (state.row if state else None) or {}
+            for spec in m.rtype.fields:
+                value = m.data.get(spec.name) if spec.kind == "photos" else None
+                if isinstance(value, list):
+                    already = current.get(spec.name) or ()
+                    named.update(sha for sha in value
+                                 if isinstance(sha, str) and SHA256_RE.match(sha) and sha not in already)
+        if not named:
+            return set()
+        return {sha for sha, access in photo_access(self.user, named).items() if not access.nameable}
 
     def _feed_of_creates(self) -> set[tuple[str, uuid.UUID, str]]:
         """The feed rows the batch's creates will have if they are applied, or none at all
@@ -455,6 +479,13 @@ class Batch:
                 values[name] = spec.clean(data[name], ctx)
             except Invalid as exc:
                 errors[name] = _err(exc.code, exc.message)
+                continue
+            if spec.kind == "photos" and self.photos_refused:
+                already = (row or {}).get(name) or ()
+                # One answer for a photo stored by someone else and one another record
+                # claimed: which it is would tell the sender something about others' records.
+                if any(sha in self.photos_refused and sha not in already for sha in values[name]):
+                    errors[name] = _err("photo_unavailable", "a photo named here is not one you may attach")
         if form is not None:
             values["form_id"] = form[0]
             values[rows.FORM_FIELD] = form[1]

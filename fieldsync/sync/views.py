@@ -15,10 +15,11 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.views import APIView
 
 from . import registry
-from .attachments import attachment_exists, attachment_store
+from .attachments import attachment_store
 from .auth import DeviceTokenAuthentication
 from .errors import SyncError
 from .models import Device
+from .photo_access import photo_visible
 from .pull import pull_changes
 from .push import push_apply
 from .schema import (
@@ -266,7 +267,9 @@ class AttachmentView(DeviceView):
                               "content_type": stored.attachment.content_type},
                              status=201 if stored.created else 200)
 
-    @extend_schema(responses={200: None, 404: None}, summary="Is this photo stored?")
+    @extend_schema(responses={200: None, 404: None}, summary="Is this photo stored (and yours to know of)?")
     def head(self, request, sha256):
-        found = bool(SHA256_PATH.fullmatch(sha256)) and attachment_exists(sha256)
+        # 404 alike for a photo not stored and one stored that this user may not see: HEAD
+        # must not confirm someone else's evidence to whoever holds its hash (photo_access.py).
+        found = bool(SHA256_PATH.fullmatch(sha256)) and photo_visible(request.user, sha256)
         return HttpResponse(status=200 if found else 404)

@@ -101,6 +101,7 @@ CALLERS = (
     ("/api/v1/attachments/", DEVICE),
     ("/api/v1/records", ANALYST_TOKEN),
     ("/api/v1/exports", ANALYST_TOKEN),
+    ("/api/v1/tokens", ANALYST),  # Basic: a token cannot make tokens (403)
     ("/api/v1/aggregates/", ANALYST),  # session or Basic only (no API tokens)
     ("/api/v1/dpo/", DPO),
     ("/api/v1/escalations", SUPERVISOR),
@@ -137,6 +138,8 @@ class FuzzWorld:
         users = world.users
         self.device_token = world.handheld("warden_leigh").token
         _, self.api_token = api_token_create(user=users["analyst"], name="schemathesis")
+        # Another of the analyst's tokens, for DELETE /api/v1/tokens/{token_id} to revoke.
+        self.spare_token_id = api_token_create(user=users["analyst"], name="spare")[0].pk
         self.records = {
             "observation": world.records["council_leigh"],
             "street_audit": world.records["audit"],
@@ -194,6 +197,8 @@ class FuzzWorld:
             params["escalation_id"] = self.escalation_id
         if "device_id" in params:
             params["device_id"] = self.spare_device_id
+        if "token_id" in params:
+            params["token_id"] = self.spare_token_id
         if path == "/api/v1/attachments/{sha256}":
             body = tiny_png()
             case.body, case.media_type = body, "image/png"

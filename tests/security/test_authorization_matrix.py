@@ -232,6 +232,8 @@ class Row:
     # Run after the request, inside its savepoint: the database as the request left it.
     after: Callable | None = None
     note: str = ""
+    # The analyst's API token's answer where it differs from the analyst's (tokens' own API).
+    token: Expect | None = None
     route: str = field(default="", init=False)
 
 
@@ -293,6 +295,48 @@ def record_unchanged(label: str, *, allowed: tuple[str, ...] = ()) -> Callable:
     return after
 
 
+def push_photo_refused(world, principal, response, body) -> list[str]:
+    result = body["results"][0]
+    codes = [e["code"] for e in result.get("errors", {}).get("photos", [])]
+    if result["status"] != "rejected" or codes != ["photo_unavailable"]:
+        return [f"push: {result['status']}/{result.get('code')} {result.get('errors')} instead of photo_unavailable"]
+    return []
+
+
+def photo_named_once(label: str) -> Callable:
+    """Only the photo's own record names it."""
+    def after(world, principal) -> list[str]:
+        from warden_app.models import Observation
+
+        named = Observation.objects.filter(photos__contains=[world.ids[label]]).count()
+        return [f"{named} records name {label}"] if named != 1 else []
+    return after
+
+
+def tokens_listed(world) -> Callable:
+    """The caller's own tokens, never the secret: the analyst sees their token's prefix, nobody
+    else sees it."""
+    def check(world_, principal, response, body) -> list[str]:
+        token = world.ids["api_token_analyst"]
+        prefixes = [t["prefix"] for t in body["tokens"]]
+        problems = [f"the token itself is in the answer to {principal}"] if token.encode() in response.raw_body else []
+        if (token[:10] in prefixes) != (principal in ("analyst", "analyst_token")):
+            problems.append(f"{principal} sees token prefixes {prefixes}")
+        return problems
+    return check
+
+
+def token_alive_unless(token_id: int, *revokers: str) -> Callable:
+    def after(world, principal) -> list[str]:
+        from warden_app.models import ApiToken
+
+        revoked = ApiToken.objects.get(pk=token_id).revoked_at is not None
+        if revoked != (principal in revokers):
+            return [f"the analyst's token {'was' if revoked else 'was not'} revoked by {principal}"]
+        return []
+    return after
+
+
 def matrix_rows(world: SecurityWorld) -> list[Row]:
     r, ids = world.records, world.ids
     obs = "/api/v1/records/observation"
@@ -308,6 +352,10 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
     partner_params = f"?boundary_set=partnership-areas&period={last_closed_month()}"
     aggregate = only({p: 200 for p in ("supervisor", "analyst", "partner", "admin")}, anonymous=403)
     dpo_only = only({"dpo": 200}, anonymous=403)
+    from warden_app.models import ApiToken
+    from warden_app.services.api_tokens import api_token_hash
+
+    analyst_token_id = ApiToken.objects.get(token_hash=api_token_hash(ids["api_token_analyst"])).pk
     rows = [
         # Public: health probes, the API's description, the handheld app's shell.
         Row("get", "/healthz", "api", outcome(200)),
@@ -365,7 +413,39 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
             content_type="application/json", note="record in the Wigan area"),
         Row("put", f"/api/v1/attachments/{new_sha}", "device", outcome(201, **on_device),
             data=new_photo, content_type="image/png"),
-        Row("head", f"/api/v1/attachments/{photo_sha}", "device", outcome(200, **on_device)),
+        # HEAD confirms a photo only to who uploaded it or may pull a record naming it with its
+        # photos (a council warden's photos are personal: not the police PCSO's, product.md);
+        # to anyone else 404, as for one never stored.
+        Row("head", f"/api/v1/attachments/{photo_sha}", "device",
+            outcome(404, **on_device, warden=200, supervisor=200), note="a Leigh warden's photo"),
+        Row("head", f"/api/v1/attachments/{ids['photo_wigan']}", "device",
+            outcome(404, **on_device, foreign_warden=200), note="a Wigan warden's photo"),
+        Row("head", f"/api/v1/attachments/{hashlib.sha256(b'never stored').hexdigest()}", "device",
+            outcome(404, **on_device)),
+        # A record may name only photos its author may see (or not stored and named by nobody).
+        Row("post", "/api/v1/sync/push", "device",
+            outcome(Expect(200, check=push_photo_refused), **on_device,
+                    foreign_warden=Expect(200, check=push_result("rejected", "permission_denied"))),
+            data={"mutations": [mutation("observation", "create", uuid.uuid4(),
+                                         observation_data(photos=[ids["photo_wigan"]]))]},
+            content_type="application/json", after=photo_named_once("photo_wigan"),
+            note="name another area's stored photo in one's own record"),
+
+        # Personal API tokens: every signed-in user lists, makes and revokes their own only; a
+        # token lists and revokes (itself) but never makes one.
+        Row("get", "/api/v1/tokens", "api",
+            only({p: Expect(200, check=tokens_listed(world)) for p in SIGNED_IN}),
+            token=Expect(200, check=tokens_listed(world))),
+        Row("post", "/api/v1/tokens", "api", only(dict.fromkeys(SIGNED_IN, 201)),
+            data={"name": "new"}, content_type="application/json", token=Expect(403)),
+        Row("delete", f"/api/v1/tokens/{analyst_token_id}", "api", only({"analyst": 200}, denied=404),
+            token=Expect(200), after=token_alive_unless(analyst_token_id, "analyst", "analyst_token")),
+        Row("get", "/review/tokens/", "web", outcome(200, anonymous=DESK_LOGIN, revoked=DESK_LOGIN)),
+        Row("post", "/review/tokens/", "web", outcome(200, anonymous=DESK_LOGIN, revoked=DESK_LOGIN),
+            data={"name": "new"}),
+        Row("post", f"/review/tokens/{analyst_token_id}/revoke", "web",
+            outcome(404, anonymous=DESK_LOGIN, revoked=DESK_LOGIN, analyst=to_login("/review/tokens/")),
+            after=token_alive_unless(analyst_token_id, "analyst")),
 
         # Records API (analysts, supervisors, admins); every id of every kind of record.
         Row("get", obs, "api", records_list),
@@ -641,6 +721,8 @@ TOKEN_PATHS = ("/api/v1/records/", "/api/v1/exports", "/ogc/")
 
 
 def token_expectation(row: Row) -> Expect:
+    if row.token is not None:
+        return row.token
     if row.channel == "api" and row.path.startswith(TOKEN_PATHS):
         return row.expect["analyst"]
     return row.expect["anonymous"]

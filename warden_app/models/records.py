@@ -6,6 +6,7 @@ the server times are the server's (sync protocol, principle 3).
 from django.conf import settings
 from django.contrib.gis.db import models
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db.models import Q
 
 from ..choices import (
@@ -113,6 +114,8 @@ class Observation(FieldRecord, Reviewable):
             models.Index(fields=["area", "review_state"], name="observation_area_review"),
             models.Index(fields=["author", "review_state"], name="observation_author_review"),
             models.Index(fields=["observed_at"], name="observation_observed_at"),
+            # Records naming a photo (fieldsync/sync/photo_access.py: HEAD, pushes naming one).
+            GinIndex(fields=["photos"], name="observation_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:
@@ -143,6 +146,7 @@ class StreetAudit(FieldRecord, Reviewable):
         indexes = [
             models.Index(fields=["area", "review_state"], name="street_audit_area_review"),
             models.Index(fields=["author", "review_state"], name="street_audit_author_review"),
+            GinIndex(fields=["photos"], name="street_audit_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:
@@ -174,6 +178,7 @@ class AuditItem(FieldRecord):
         indexes = [
             models.Index(fields=["area", "issue_type"], name="audit_item_area_issue"),
             models.Index(fields=["author"], name="audit_item_author"),
+            GinIndex(fields=["photos"], name="audit_item_photos", fastupdate=False),
         ]
 
     def __str__(self) -> str:

@@ -110,3 +110,7 @@ class ListFilterForm(forms.Form):
 
     def show_value(self) -> str:
         return (self.cleaned_data.get("show") if self.is_valid() else "") or "open"
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False, help_text="What it is for, e.g. 'QGIS laptop'.")

@@ -44,4 +44,6 @@ urlpatterns = [
     path("quarantine/<int:item_id>/", views.quarantine_detail, name="quarantine_item"),
     path("devices/", views.device_list, name="devices"),
     path("devices/<uuid:device_id>/revoke", views.device_revoke_view, name="device_revoke"),
+    path("tokens/", views.token_list, name="tokens"),
+    path("tokens/<int:token_id>/revoke", views.token_revoke_view, name="token_revoke"),
 ]

@@ -22,9 +22,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from fieldsync.sync.errors import SyncError
 from fieldsync.sync.services.devices import device_revoke
 
+from ..services.api_tokens import api_token_create, api_token_revoke_own, api_tokens_of
 from ..services.review import conflict_resolve, quarantine_resolve, review_decide
 from . import selectors
 from .forms import (
+    ApiTokenForm,
     ConflictResolveForm,
     ListFilterForm,
     QuarantineResolveForm,
@@ -247,3 +249,48 @@ def device_revoke_view(request: HttpRequest, device_id) -> HttpResponse:
     messages.success(request, f"{device.label} ({device.user.get_username()}) is revoked: it will wipe "
                               "its data at its next sync.")
     return redirect("review_desk:devices")
+
+
+# --- your API tokens (any signed-in user, not only supervisors) ------------------------------
+
+def signed_in_required(view):
+    """Anonymous → the desk's login page. Any role: analysts hold most tokens."""
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("review_desk:login"))
+        return view(request, *args, **kwargs)
+
+    return never_cache(wrapped)
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """Your tokens; POST makes one, shown on this page once (the answer is never cached)."""
+    created, status = None, 200
+    if request.method == "POST":
+        form = ApiTokenForm(request.POST)
+        if form.is_valid():
+            created = api_token_create(user=request.user, name=form.cleaned_data["name"])[1]
+            form = ApiTokenForm()
+        else:
+            status = 400
+    else:
+        form = ApiTokenForm()
+    return render(request, "review_desk/tokens.html", {
+        "tokens": api_tokens_of(request.user), "form": form, "created": created, "section": "tokens",
+        "lifetime_days": settings.API_TOKEN_LIFETIME_DAYS,
+    }, status=status)
+
+
+@require_POST
+@signed_in_required
+def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        row = api_token_revoke_own(user=request.user, token_id=token_id)
+    except SyncError as error:
+        _service_refused(request, error)
+        raise
+    messages.success(request, f"The token {row.prefix}… ({row.name or 'unnamed'}) is revoked.")
+    return redirect("review_desk:tokens")

@@ -7,7 +7,8 @@ from ...services.api_tokens import api_token_create
 
 class Command(BaseCommand):
     help = (
-        "Create a personal API token for a user and print it once. Desktop tools send it as "
+        "Create a personal API token for a user and print it once (it expires after API_TOKEN_LIFETIME_DAYS). "
+        "Desktop tools send it as "
         "'Authorization: Bearer <token>' (GDAL: --config GDAL_HTTP_HEADERS \"Authorization: Bearer <token>\")."
     )
 
@@ -21,5 +22,7 @@ class Command(BaseCommand):
             raise CommandError(f"no user {username!r}")
         if not user.is_active:
             raise CommandError(f"{username} is not active")
-        _, token = api_token_create(user=user, name=name)
+        row, token = api_token_create(user=user, name=name)
         self.stdout.write(token)
+        # On stderr, so `$(manage.py create_api_token …)` still captures the token alone.
+        self.stderr.write(f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC; list and revoke at /review/tokens/")
