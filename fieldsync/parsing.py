@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Collection
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -291,10 +292,30 @@ def bearer_token(value: bytes) -> str:
 _BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def header_problem(environ: dict) -> str | None:
-    """Why a request's headers cannot be served (None if they can): a control character in a
-    value, or a Content-Length that is not ASCII digits. Checked before Django reads them,
-    since Django itself fails on some (a NUL in Content-Type's charset)."""
+def request_problem(environ: dict) -> SyncError | None:
+    """Why a request cannot be served at all (None if it can), checked on the WSGI environ
+    before Django reads it (fieldsync/wsgi.py), since Django itself fails on some of it:
+
+    - a control character in a header value (a NUL in Content-Type's charset fails Django's
+      request object), or a Content-Length that is not ASCII digits;
+    - a NUL in the path or in a query parameter: PostgreSQL text cannot hold one, and every
+      page (the admin's filters, the desk's, the API's) would pass it on to a query."""
+    problem_text = _header_problem(environ)
+    if problem_text:
+        return SyncError("bad_request", problem_text)
+    if "\x00" in environ.get("PATH_INFO", ""):
+        return SyncError("bad_request", "The path cannot contain NUL characters.")
+    query = environ.get("QUERY_STRING", "")
+    if "%00" in query or "\x00" in query:
+        bad = sorted({key for key, value in parse_qsl(query, keep_blank_values=True, errors="replace")
+                      if "\x00" in key or "\x00" in value})
+        if bad:
+            return SyncError("invalid", "Query parameters cannot contain NUL characters.",
+                             fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
+    return None
+
+
+def _header_problem(environ: dict) -> str | None:
     for key, value in environ.items():
         if (key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str) \
                 and _BAD_HEADER_VALUE.search(value):

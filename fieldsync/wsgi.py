@@ -11,20 +11,20 @@ django_application = get_wsgi_application()
 
 
 def application(environ, start_response):
-    """Django behind a check of the headers it would otherwise choke on (a NUL in
-    Content-Type's charset fails Django's request before any handler runs: a bare 500 from
-    the server). Refused with 400, in the protocol's shape on the API (fieldsync/parsing.py)."""
-    from fieldsync.parsing import header_problem
+    """Django behind a check of what it would otherwise choke on or hand to PostgreSQL (a
+    NUL in Content-Type's charset fails Django's request before any handler runs: a bare 500
+    from the server). Refused with 400, in the protocol's shape on the API; see
+    fieldsync.parsing.request_problem."""
+    from fieldsync.parsing import request_problem
 
-    refusal = header_problem(environ)
+    refusal = request_problem(environ)
     if refusal is None:
         return django_application(environ, start_response)
-    path = environ.get("PATH_INFO", "")
-    if path.startswith(("/api/", "/ogc/")):
-        body = json.dumps({"code": "bad_request", "message": refusal, "fields": {}}).encode()
+    if environ.get("PATH_INFO", "").startswith(("/api/", "/ogc/")):
+        body = json.dumps({"code": refusal.code, "message": refusal.message, "fields": refusal.fields}).encode()
         content_type = "application/json"
     else:
-        body, content_type = refusal.encode(), "text/plain; charset=utf-8"
+        body, content_type = refusal.message.encode(), "text/plain; charset=utf-8"
     start_response("400 Bad Request", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                        ("Cache-Control", "no-store")])
     return [body]
