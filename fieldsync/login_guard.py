@@ -42,6 +42,8 @@ from django.core.cache import caches
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from rest_framework.exceptions import Throttled
 
+from fieldsync import parsing
+
 log = logging.getLogger(__name__)
 
 PREFIX = "login_guard"
@@ -218,6 +220,11 @@ class GuardedModelBackend(ModelBackend):
         if username is None or password is None:
             return None  # not a password check (ModelBackend answers None too)
         username = str(username)
+        if not (parsing.credential_ok(username, max_chars=parsing.MAX_USERNAME_CHARS)
+                and parsing.credential_ok(str(password), max_chars=parsing.MAX_PASSWORD_CHARS)):
+            # No account has such a username or password (a NUL cannot even be looked up in
+            # PostgreSQL): refused before the guard or the database see it.
+            return None
         attempt = login_check(request, username)
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:

@@ -245,7 +245,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "socke
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        # DRF's Basic, with the credentials parsed strictly (fieldsync/parsing.py).
+        "fieldsync.basic_auth.StrictBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -301,6 +302,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# Database sessions whose key is checked before it is looked up (fieldsync/sessions.py).
+SESSION_ENGINE = "fieldsync.sessions"
 # Lax, not Strict: links into the review desk (escalations name it, FIELDSYNC_BASE_URL) must
 # open signed in; every state change is a POST, which Lax keeps from other sites.
 SESSION_COOKIE_SAMESITE = "Lax"

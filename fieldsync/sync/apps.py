@@ -10,3 +10,6 @@ class SyncConfig(AppConfig):
 
     def ready(self) -> None:
         from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from .db import utc_datetime_dumper_register
+
+        utc_datetime_dumper_register()

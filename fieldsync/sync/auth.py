@@ -6,7 +6,9 @@ from functools import cache
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication
+
+from fieldsync import parsing
 
 from . import db
 from .errors import SyncError
@@ -21,18 +23,14 @@ class DeviceTokenAuthentication(BaseAuthentication):
     handheld deletes its local store.
     """
 
-    keyword = b"bearer"
-
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword:
+        header = parsing.authorization(request)
+        if header is None or header[0] != "bearer":
             return None
-        if len(parts) != 2:
-            raise SyncError("not_authenticated", "Malformed Authorization header.", status_code=401)
         try:
-            token = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise SyncError("not_authenticated", "Malformed token.", status_code=401) from None
+            token = parsing.bearer_token(header[1])
+        except parsing.CredentialsRefused as exc:
+            raise SyncError("not_authenticated", exc.message, status_code=401) from None
         if not token.startswith(TOKEN_PREFIX):
             return None  # another bearer scheme (personal API tokens) may claim it
         device = _device_with_user(token_hash(token))

@@ -7,11 +7,13 @@ PostgreSQL bind the parameters, and read values with psycopg's compiled loaders.
 """
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
 from django.db import connection
 from psycopg import pq
+from psycopg.types.datetime import DatetimeDumper
 from psycopg.types.json import JsonbLoader, JsonLoader
 
 _TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
@@ -78,3 +80,36 @@ def pipeline() -> Iterator[None]:
     connection.ensure_connection()
     with connection.connection.pipeline():
         yield
+
+
+class _UtcDatetimeDumper(DatetimeDumper):
+    """Aware date-times are sent as they are, except those whose offset PostgreSQL refuses
+    (beyond ±15:59, which ISO 8601 and Python allow to ±23:59): those are sent as the same
+    instant in UTC. The parsers normalise what they read (fieldsync/parsing.py); this covers
+    what reaches a query without them, such as the admin's date filters."""
+
+    def get_key(self, obj: datetime, format):
+        offset = obj.utcoffset()
+        if offset is not None and abs(offset) > _PG_MAX_OFFSET:
+            return (self.cls, "utc")
+        return super().get_key(obj, format)
+
+    def upgrade(self, obj: datetime, format):
+        offset = obj.utcoffset()
+        if offset is not None and abs(offset) > _PG_MAX_OFFSET:
+            return _InUtcDumper(self.cls)
+        return super().upgrade(obj, format)
+
+
+class _InUtcDumper(DatetimeDumper):
+    def dump(self, obj: datetime):
+        return super().dump(obj.astimezone(UTC))
+
+
+_PG_MAX_OFFSET = timedelta(hours=15, minutes=59)
+
+
+def utc_datetime_dumper_register() -> None:
+    """Called once at start-up (SyncConfig.ready), before the first connection copies
+    psycopg's adapters."""
+    psycopg.adapters.register_dumper(datetime, _UtcDatetimeDumper)

@@ -63,7 +63,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF hook: every API error leaves in the protocol's shape."""
     if isinstance(exc, SyncError):
         body = error_body(exc.code, exc.message, exc.fields, **exc.extra)
-        return Response(body, status=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers)
+        if getattr(exc, "auth_header", None):  # set by DRF on a 401 (parsing.CredentialsRefused)
+            headers["WWW-Authenticate"] = exc.auth_header
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

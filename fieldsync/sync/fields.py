@@ -13,10 +13,12 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
+
+from fieldsync import parsing
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MISSING = object()
@@ -134,21 +136,14 @@ def _number(spec: FieldSpec, value: Any, ctx: Context) -> float:
 
 
 def parse_time(value: Any, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise Invalid("wrong_type", f"{name} must be an ISO 8601 string")
+    """A handheld's date-time: ISO 8601 with its offset, kept as UTC (fieldsync.parsing.instant:
+    year 1 east of Greenwich or 9999 west of it has no UTC instant Python can hold, and
+    PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows up to ±23:59 — the instant
+    is what matters, not the offset)."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise Invalid("invalid_datetime", f"{name} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise Invalid("missing_offset", f"{name} must carry a UTC offset")
-    try:
-        # Kept as UTC: year 1 east of Greenwich or 9999 west of it would leave the range
-        # Python can read back; and PostgreSQL refuses offsets beyond ±15:59, which ISO 8601
-        # (and Python) allow up to ±23:59 — the instant is what matters, not the offset.
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise Invalid("out_of_range", f"{name} is outside the years 1 to 9999 in UTC") from None
+        return parsing.instant(value, require_offset=True)
+    except parsing.BadInstant as exc:
+        raise Invalid(exc.code, f"{name}: {exc.message}") from None
 
 
 def _datetime(spec: FieldSpec, value: Any, ctx: Context) -> datetime:

@@ -14,6 +14,8 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.views import APIView
 
+from fieldsync import parsing
+
 from . import registry
 from .attachments import attachment_store
 from .auth import DeviceTokenAuthentication
@@ -226,12 +228,10 @@ class PullView(DeviceView):
         summary="Pull the changes in this device's scope",
     )
     def get(self, request):
-        raw_limit = request.query_params.get("limit", "500")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= settings.SYNC_PULL_MAX_LIMIT:
-            raise SyncError("invalid", f"limit must be 1 to {settings.SYNC_PULL_MAX_LIMIT}.",
-                            fields={"limit": [{"code": "out_of_range", "message": "bad limit"}]})
+        limit = parsing.page_limit(request.query_params.get("limit"), default=500,
+                                   maximum=settings.SYNC_PULL_MAX_LIMIT)
         page = pull_changes(user=request.user, device=request.auth,
-                            cursor_token=request.query_params.get("cursor") or None, limit=int(raw_limit))
+                            cursor_token=request.query_params.get("cursor") or None, limit=limit)
         return json_response(page)
 
 
@@ -252,10 +252,8 @@ class AttachmentView(DeviceView):
             raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
                             fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
         limit = settings.SYNC_MAX_ATTACHMENT_BYTES
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
+        # ASCII digits, or refused before Django (fieldsync/wsgi.py, parsing.header_problem).
+        declared = parsing.integer("Content-Length", request.META.get("CONTENT_LENGTH"), minimum=0, default=0)
         if declared > limit:
             raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
         data = request._request.read(limit + 1)

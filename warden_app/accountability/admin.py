@@ -68,7 +68,7 @@ class AccessLogEntryAdmin(ReadOnlyAdmin):
             response = super().change_view(request, object_id, form_url, extra_context)
             if getattr(response, "status_code", 200) == 200 and hasattr(response, "render"):
                 response.render()
-                if str(object_id).isdigit():
+                if str(object_id).isascii() and str(object_id).isdigit():
                     access_log_consulted(user=request.user, entry_ids=[int(object_id)], query={},
                                          via="admin.access_log")
         return response

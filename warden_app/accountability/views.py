@@ -13,12 +13,12 @@ from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from fieldsync import parsing
 from fieldsync.sync.errors import SyncError
 from fieldsync.sync.views import ERROR, ProtocolView
 
 from .. import permissions
 from ..models import AccessAction, Escalation, PartnerEndpoint, User
-from ..query_params import limit_param, uuid_param, when_param, whole_number_param
 from .permissions import can_answer_subject_requests, can_view_escalation
 from .selectors import LogFilter, SubjectCriteria, access_log_page, escalation_record
 from .services.access_log import access_log_consulted
@@ -118,7 +118,9 @@ class AccessLogView(ProtocolView):
         q = request.query_params
         actor = None
         if q.get("actor"):
-            lookup = {"pk": int(q["actor"])} if q["actor"].isdigit() else {"username": q["actor"]}
+            # An id in ASCII digits, or a username (which may be all digits too: then the id).
+            text = q["actor"].strip()
+            lookup = {"pk": parsing.integer("actor", text)} if text.isascii() and text.isdigit() else {"username": text}
             actor = User.objects.filter(**lookup).first()
             if actor is None:
                 raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
@@ -126,12 +128,13 @@ class AccessLogView(ProtocolView):
         if action and action not in AccessAction.values:
             raise SyncError("invalid", f"action: one of {', '.join(AccessAction.values)}",
                             fields={"action": ["not_in_choices"]})
-        flt = LogFilter(actor=actor, record_id=uuid_param("record", q.get("record")), action=action,
-                        record_type=q.get("record_type") or None, since=when_param("from", q.get("from")),
-                        until=when_param("to", q.get("to"), end=True))
-        limit = limit_param(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        flt = LogFilter(actor=actor, record_id=parsing.uuid_value("record", q.get("record")), action=action,
+                        record_type=q.get("record_type") or None, since=parsing.when("from", q.get("from")),
+                        until=parsing.when("to", q.get("to"), end=True))
+        limit = parsing.page_limit(q.get("limit"), default=settings.ACCESS_LOG_PAGE_DEFAULT,
+                                   maximum=settings.ACCESS_LOG_PAGE_MAX)
         with transaction.atomic():
-            rows, more = access_log_page(flt, limit=limit, before=whole_number_param("before", q.get("before")))
+            rows, more = access_log_page(flt, limit=limit, before=parsing.integer("before", q.get("before"), minimum=0))
             access_log_consulted(user=request.user, entry_ids=[r["id"] for r in rows], query=flt.describe(),
                                  via="api.dpo.access_log", purpose=q.get("purpose", ""))
         next_url = None
@@ -170,18 +173,19 @@ class SubjectsView(ProtocolView):
     ])
     def get(self, request):
         q = request.query_params
-        age = whole_number_param("age", q.get("age"))
+        age = parsing.integer("age", q.get("age"), minimum=0)
         criteria = SubjectCriteria(
             name=(q.get("name") or "").strip(), description=(q.get("description") or "").strip(),
-            age_min=age if age is not None else whole_number_param("age_min", q.get("age_min")),
-            age_max=age if age is not None else whole_number_param("age_max", q.get("age_max")),
+            age_min=age if age is not None else parsing.integer("age_min", q.get("age_min"), minimum=0),
+            age_max=age if age is not None else parsing.integer("age_max", q.get("age_max"), minimum=0),
         )
         for name in ("name", "description"):
             if 0 < len(getattr(criteria, name)) < 2:
                 raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
-        limit = limit_param(q.get("limit"), settings.ACCESS_LOG_PAGE_DEFAULT, settings.ACCESS_LOG_PAGE_MAX)
+        limit = parsing.page_limit(q.get("limit"), default=settings.ACCESS_LOG_PAGE_DEFAULT,
+                                   maximum=settings.ACCESS_LOG_PAGE_MAX)
         records, more = subject_access_search(user=request.user, criteria=criteria, purpose=q.get("purpose", ""),
-                                              limit=limit, after=uuid_param("after", q.get("after")))
+                                              limit=limit, after=parsing.uuid_value("after", q.get("after")))
         next_url = None
         if more and records:
             params = q.copy()
@@ -264,10 +268,10 @@ class EscalationsView(ProtocolView):
     }), responses={202: ESCALATION, 400: ERROR, 404: ERROR, 409: ERROR})
     def post(self, request):
         body = _body(request)
-        endpoint = whole_number_param("endpoint", body.get("endpoint"))
+        endpoint = parsing.integer("endpoint", body.get("endpoint"), minimum=0)
         if endpoint is None:
             raise SyncError("invalid", "endpoint: the id of a partner endpoint", fields={"endpoint": ["required"]})
-        record_id = uuid_param("record_id", body.get("record_id"))
+        record_id = parsing.uuid_value("record_id", body.get("record_id"))
         if record_id is None:
             raise SyncError("invalid", "record_id is required", fields={"record_id": ["required"]})
         escalation = record_escalate(user=request.user, record_type=str(body.get("record_type") or ""),

@@ -76,8 +76,9 @@ def published_count(true_count: int, *, minimum: int, base: int) -> int | None:
 
 # --- fixed periods --------------------------------------------------------------------------
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+# ASCII digits (\d would take "٢٠٢٦" as 2026), the whole text (`$` matches before a newline).
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+QUARTER = re.compile(r"([0-9]{4})-Q([1-4])")
 # Index of the quarter among a quarter's four cells (its months are 0, 1 and 2).
 QUARTER_INDEX = 3
 
@@ -134,12 +135,12 @@ class Period:
 
 def period_parse(text: str) -> Period:
     """`2026-11` (a month) or `2026-Q4` (a quarter); ValueError otherwise."""
-    if match := MONTH.match(text):
+    if match := MONTH.fullmatch(text):
         year, month = int(match[1]), int(match[2])
         if not 1 <= month <= 12:
             raise ValueError("the month must be 01 to 12")
         period = Period(year, (month - 1) // 3 + 1, month)
-    elif match := QUARTER.match(text):
+    elif match := QUARTER.fullmatch(text):
         period = Period(int(match[1]), int(match[2]), None)
     else:
         raise ValueError("a period is a calendar month (2026-11) or quarter (2026-Q4)")

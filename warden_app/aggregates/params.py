@@ -8,11 +8,12 @@ differencing. People inside the partnership may filter freely.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
+from fieldsync import parsing
 from fieldsync.sync.errors import SyncError
 
 from ..choices import IncidentType
@@ -150,19 +151,12 @@ def boundary_sets_for_partners() -> list[BoundarySet]:
 
 
 def _instant(value: str, name: str, params: _Params) -> datetime | None:
+    """A date (its start) or date-time, naive ones in the partnership's zone (TIME_ZONE, which
+    disclosure.local_zone() names too), in UTC: fieldsync.parsing.instant."""
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=disclosure.local_zone())
-        moment = datetime.fromisoformat(value)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=disclosure.local_zone())
-        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and year 1
-        # east of Greenwich (or 9999 west of it) has no UTC instant at all.
-        return moment.astimezone(UTC)
-    except ValueError:
-        params.fail(name, "invalid_datetime", f"{name} is an ISO 8601 date or date and time.")
-    except OverflowError:
-        params.fail(name, "out_of_range", f"{name} is outside the years 1 to 9999 in UTC.")
+        return parsing.instant(value)
+    except parsing.BadInstant as exc:
+        params.fail(name, exc.code, f"{name}: {exc.message}.")
     return None
 
 
@@ -171,13 +165,11 @@ def _metres(params: _Params, name: str, default: float, bounds: tuple[float, flo
     if value is None:
         return default
     try:
-        metres = float(value)
-    except ValueError:
-        metres = float("nan")
-    if not bounds[0] <= metres <= bounds[1]:
+        metres = parsing.number(name, value, minimum=bounds[0], maximum=bounds[1])
+    except SyncError:
         params.fail(name, "out_of_range", f"{name} is a number of metres from {bounds[0]:g} to {bounds[1]:g}.")
         return default
-    return metres
+    return default if metres is None else metres
 
 
 def internal_query(query: Any, *, audience: Audience, hotspots: bool) -> InternalQuery:

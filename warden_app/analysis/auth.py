@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import (
-    BaseAuthentication,
-    BasicAuthentication,
-    SessionAuthentication,
-    get_authorization_header,
-)
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
+
+from fieldsync import parsing
+from fieldsync.basic_auth import StrictBasicAuthentication
 
 from .. import permissions
 from ..services.api_tokens import TOKEN_PREFIX, api_token_user
@@ -20,13 +18,10 @@ class ApiTokenAuthentication(BaseAuthentication):
     other bearer schemes are left alone (and so rejected here, where no other class takes them)."""
 
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if len(parts) != 2 or parts[0].lower() != b"bearer":
+        header = parsing.authorization(request)
+        if header is None or header[0] != "bearer":
             return None
-        try:
-            token = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            return None
+        token = parsing.bearer_token(header[1])
         if not token.startswith(TOKEN_PREFIX):
             return None
         found = api_token_user(token)
@@ -40,7 +35,7 @@ class ApiTokenAuthentication(BaseAuthentication):
 
 # Basic first: its challenge (401 + WWW-Authenticate: Basic) makes QGIS and GDAL ask for
 # credentials. Session last: the browser (analyst map) with CSRF on unsafe methods.
-ANALYSIS_AUTHENTICATION = [BasicAuthentication, ApiTokenAuthentication, SessionAuthentication]
+ANALYSIS_AUTHENTICATION = [StrictBasicAuthentication, ApiTokenAuthentication, SessionAuthentication]
 
 
 class CanReadRecords(BasePermission):

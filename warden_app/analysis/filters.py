@@ -6,6 +6,7 @@ JSON (`as_params`) and described in the s.62 log (`describe`).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,10 +19,10 @@ from django.contrib.gis.geos import GEOSException, GEOSGeometry, MultiPolygon, P
 from django.db.models import Q
 from django.utils.dateparse import parse_date
 
+from fieldsync import parsing
 from fieldsync.sync.errors import SyncError
 
 from ..choices import Grade, IncidentType, Qualifier, ReviewState
-from ..query_params import when_param
 
 RECORD_TYPES = ("observation", "street_audit", "audit_item")
 # The column each type's time filter (and OGC `datetime`) applies to.
@@ -90,8 +91,8 @@ class RecordFilter:
         if self.area:
             q &= Q(area_id__in=self.area)
         if self.organisation:
-            ids = [int(v) for v in self.organisation if v.isdigit()]
-            slugs = [v for v in self.organisation if not v.isdigit()]
+            ids = [int(v) for v in self.organisation if v.isascii() and v.isdigit()]
+            slugs = [v for v in self.organisation if not (v.isascii() and v.isdigit())]
             q &= Q(organisation_id__in=ids) | Q(organisation__slug__in=slugs)
         if self.bbox is not None:
             box = Polygon.from_bbox(self.bbox)
@@ -210,37 +211,35 @@ def _codes(name: str, raw: str | None, allowed) -> tuple[str, ...]:
 
 
 def _integer(name: str, raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise _invalid(name, f"not an id: {raw!r}")
-    return int(raw)
+    value = parsing.integer(name, raw, minimum=0)
+    assert value is not None  # _split leaves no empty parts
+    return value
+
+
+# ASCII only: q() reads an all-digits value as an id, and '²'.isdigit() is true.
+_SLUG = re.compile(r"[A-Za-z0-9_-]{1,60}")
 
 
 def _slug(name: str, raw: str) -> str:
-    if not raw.replace("-", "").replace("_", "").isalnum() or len(raw) > 60:
+    if not _SLUG.fullmatch(raw):
         raise _invalid(name, f"not an id or slug: {raw!r}")
     return raw
 
 
 def _boolean(name: str, raw: str | None) -> bool:
-    if raw is None:
-        return False
-    if raw.lower() in {"1", "true", "yes"}:
-        return True
-    if raw.lower() in {"0", "false", "no"}:
-        return False
-    raise _invalid(name, "true or false")
+    return parsing.boolean(name, raw)
 
 
 def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | None:
     """RFC 3339 date-time, or a date (its start; for an end bound, the next day's start),
     in UTC; a time without offset is read in the partnership's time zone. One reading of
-    times for every API: query_params.when_param."""
-    return None if raw is None else when_param(name, raw, end=end)
+    times for every API: fieldsync.parsing.when."""
+    return None if raw is None else parsing.when(name, raw, end=end)
 
 
 def _date_only(raw: str):
     try:
-        return parse_date(raw)
+        return parse_date(raw) if raw.isascii() else None
     except ValueError:
         return None
 
@@ -272,20 +271,7 @@ def bbox_parse(raw: str | None, *, crs: str | None = None) -> tuple[float, float
         return None
     if crs not in (None, "", CRS84):
         raise _invalid("bbox-crs", f"only {CRS84} is supported")
-    try:
-        numbers = [float(part) for part in raw.split(",")]
-    except ValueError:
-        raise _invalid("bbox", "four numbers: minlon,minlat,maxlon,maxlat") from None
-    if len(numbers) == 6:
-        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-    if len(numbers) != 4 or any(n != n or n in (float("inf"), float("-inf")) for n in numbers):
-        raise _invalid("bbox", "four numbers: minlon,minlat,maxlon,maxlat")
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise _invalid("bbox", "longitudes within ±180, latitudes within ±90, min before max")
-    if minx > maxx:
-        raise _invalid("bbox", "boxes across the antimeridian are not supported")
-    return minx, miny, maxx, maxy
+    return parsing.bbox("bbox", raw)
 
 
 def polygon_parse(raw: str | None) -> GEOSGeometry | None:

@@ -20,10 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
+from fieldsync import parsing
 from fieldsync.sync.errors import SyncError
 
 from ..models import Area
-from ..query_params import uuid_param
 from .filters import CRS84, RecordFilter, datetime_interval_parse, record_filter_parse
 from .renderers import GEOJSON_TYPE, GeoJSONRenderer, OpenAPIRenderer
 from .selectors import records_query
@@ -156,12 +156,10 @@ class ItemsView(OgcView):
         if unknown:
             raise SyncError("invalid", f"unknown query parameter(s): {', '.join(unknown)}",
                             fields={name: ["unknown parameter"] for name in unknown})
-        raw_limit = params.get("limit") or str(settings.ANALYSIS_PAGE_DEFAULT)
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise SyncError("invalid", "limit: a positive integer", fields={"limit": ["a positive integer"]})
         # OGC: a limit above the server's maximum is served with the maximum, not refused.
-        limit = min(int(raw_limit), settings.ANALYSIS_PAGE_MAX)
-        after = uuid_param("after", params.get("after"))
+        limit = parsing.page_limit(params.get("limit"), default=settings.ANALYSIS_PAGE_DEFAULT,
+                                   maximum=settings.ANALYSIS_PAGE_MAX, clamp=True)
+        after = parsing.uuid_value("after", params.get("after"))
         flt = record_filter_parse(record_type, {k: params.get(k) for k in (*EXTRA_FILTERS, "bbox", "bbox-crs")})
         start, end = datetime_interval_parse(params.get("datetime"))
         flt = dataclasses.replace(flt, time_from=start, time_to=end)
@@ -193,7 +191,7 @@ class ItemsView(OgcView):
 class ItemView(OgcView):
     def get(self, request, collection_id: str, feature_id: str):
         record_type = _collection_type(collection_id)
-        record_id = uuid_param("featureId", feature_id)
+        record_id = parsing.uuid_value("featureId", feature_id)
         query = records_query(request.user, record_type, RecordFilter(record_type=record_type, include_rejected=True))
         query.base = query.base.filter(pk=record_id)
         log = read_log(request, query, action="disclosure", view="ogc.item", recipient=_recipient(request),

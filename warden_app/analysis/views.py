@@ -14,11 +14,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
+from fieldsync import parsing
 from fieldsync.sync.errors import SyncError
 from fieldsync.sync.views import ERROR, ProtocolView
 
 from ..models import Export
-from ..query_params import limit_param, uuid_param
 from ..services.access_log import access_log_records
 from ..services.exports import export_download, export_request
 from .auth import ANALYSIS_AUTHENTICATION, CanReadRecords
@@ -246,8 +246,9 @@ class RecordsView(AnalysisView):
         return stream_response(query, fmt, log)
 
     def page(self, request, flt: RecordFilter, params: dict[str, Any]):
-        limit = limit_param(params.get("limit"), settings.ANALYSIS_PAGE_DEFAULT, settings.ANALYSIS_PAGE_MAX)
-        after = uuid_param("after", params.get("after"))
+        limit = parsing.page_limit(params.get("limit"), default=settings.ANALYSIS_PAGE_DEFAULT,
+                                   maximum=settings.ANALYSIS_PAGE_MAX)
+        after = parsing.uuid_value("after", params.get("after"))
         query = records_query(request.user, flt.record_type, flt)
         log = read_log(request, query, action="consultation", view="api.records.list")
         rows, more = read_page(query, shape="record", limit=limit, after=after, log=log)

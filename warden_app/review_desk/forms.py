@@ -1,7 +1,10 @@
 """Forms of the review desk: they parse and check input only; decisions are the services'."""
 from __future__ import annotations
 
+from datetime import date
+
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from ..choices import ReviewState
 from .selectors import QueueFilters
@@ -20,6 +23,7 @@ DECISION_CHOICES = [
 ]
 # The service requires a note for returns and rejections; a comment is nothing but its note.
 NOTE_REQUIRED = {ReviewState.HAS_ISSUES.value, ReviewState.REJECTED.value, "comment"}
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9999, 12, 30)
 SHOW_CHOICES = [("open", "Open"), ("resolved", "Resolved"), ("all", "All")]
 SIDES = [("device", "Device value"), ("server", "Server value")]
 
@@ -29,8 +33,12 @@ class QueueFilterForm(forms.Form):
     type = forms.ChoiceField(choices=TYPE_CHOICES, required=False)
     area = forms.ChoiceField(required=False)
     author = forms.ChoiceField(required=False)
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    # Bounded: the queue filters up to the start of the day after date_to, and 9999-12-31
+    # has none (a 500 before).
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                validators=[MinValueValidator(FIRST_DAY), MaxValueValidator(LAST_DAY)])
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                              validators=[MinValueValidator(FIRST_DAY), MaxValueValidator(LAST_DAY)])
 
     def __init__(self, *args, areas: list[tuple[str, str]], authors: list[tuple[str, str]], **kwargs):
         super().__init__(*args, **kwargs)
