@@ -269,6 +269,12 @@ LEAFLET_CONFIG = {
 SYNC_MAX_MUTATIONS = env_int("SYNC_MAX_MUTATIONS", 500)
 SYNC_MAX_BODY_BYTES = env_int("SYNC_MAX_BODY_BYTES", 2 * 1024 * 1024)
 SYNC_MAX_ATTACHMENT_BYTES = env_int("SYNC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+# Photos are priced before decoding (fieldsync/sync/images.py): a declared size needing more
+# memory than this to decode and clean (e.g. RGB JPEG or RGBA PNG: 8 bytes a pixel, WebP 16)
+# is refused with 413, as is anything over SYNC_MAX_IMAGE_PIXELS. 256 MiB takes a 33
+# megapixel JPEG; a worker's peak stays within its idle size plus this (docs/sync.md).
+SYNC_MAX_IMAGE_MEMORY_BYTES = env_int("SYNC_MAX_IMAGE_MEMORY_BYTES", 256 * 1024 * 1024)
+SYNC_MAX_IMAGE_PIXELS = env_int("SYNC_MAX_IMAGE_PIXELS", 50_000_000)
 SYNC_WINDOW_DAYS = env_int("SYNC_WINDOW_DAYS", 30)
 SYNC_PULL_MAX_LIMIT = env_int("SYNC_PULL_MAX_LIMIT", 1000)
 SYNC_LOCATION_TOLERANCE_M = float(os.environ.get("SYNC_LOCATION_TOLERANCE_M", "10"))
