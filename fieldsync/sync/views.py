@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.views import APIView
 
-from . import registry
+from . import bodies, registry
 from .attachments import attachment_exists, attachment_store
 from .auth import DeviceTokenAuthentication
 from .errors import SyncError
@@ -72,9 +72,11 @@ class DeviceView(ProtocolView):
     throttle_classes = [DeviceRateThrottle]
 
 
-def read_json_body(request, *, limit: int) -> object:
-    """The body as JSON, refusing wrong media types (415), oversize bodies (413) and
-    malformed JSON (400) before anything is processed."""
+def read_json_body(request, *, limit: int, check_depth: bool = True) -> object:
+    """The body as JSON, refusing wrong media types (415), oversize bodies (413), malformed
+    JSON (400 malformed_json) and JSON nesting deeper than JSON_MAX_DEPTH (400 too_deep)
+    before anything is processed. A caller checking the depth itself, part by part (the
+    push, per mutation), passes check_depth=False."""
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise SyncError("unsupported_media_type", "Send application/json.", status_code=415)
@@ -87,10 +89,7 @@ def read_json_body(request, *, limit: int) -> object:
     body = request._request.read(limit + 1)
     if len(body) > limit:
         raise SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise SyncError("malformed_json", f"The body is not valid JSON: {exc}.", status_code=400) from None
+    return bodies.json_loads(body, max_depth=settings.JSON_MAX_DEPTH if check_depth else None)
 
 
 def json_response(payload: dict, status: int = 200) -> HttpResponse:
@@ -203,10 +202,15 @@ class PushView(DeviceView):
         summary="Push mutations (each ends applied, merged, conflict, rejected or duplicate)",
     )
     def post(self, request):
-        body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES)
+        # Depth is checked per mutation by push_apply (a too-deep one is rejected alone; past
+        # JSON_MAX_DEPTH the whole push is refused), so the body is not walked twice.
+        body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES, check_depth=False)
         if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
             raise SyncError("invalid", "The body must be {\"mutations\": [...]}.",
                             fields={"mutations": [{"code": "required", "message": "a list of mutations"}]})
+        if len(body) > 1 and bodies.nests_deeper({k: v for k, v in body.items() if k != "mutations"},
+                                                 settings.JSON_MAX_DEPTH):
+            raise bodies.too_deep(settings.JSON_MAX_DEPTH)
         mutations = body["mutations"]
         if len(mutations) > settings.SYNC_MAX_MUTATIONS:
             raise SyncError("too_many_mutations", f"At most {settings.SYNC_MAX_MUTATIONS} mutations per push.",
