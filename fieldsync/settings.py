@@ -276,7 +276,7 @@ SYNC_MAX_MUTATIONS = env_int("SYNC_MAX_MUTATIONS", 500)
 SYNC_MAX_BODY_BYTES = env_int("SYNC_MAX_BODY_BYTES", 2 * 1024 * 1024)
 SYNC_MAX_ATTACHMENT_BYTES = env_int("SYNC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
 # Photos are priced before decoding (fieldsync/sync/images.py): a declared size needing more
-# memory than this to decode and clean (e.g. RGB JPEG or RGBA PNG: 8 bytes a pixel, WebP 16)
+# memory than this to decode and clean (e.g. RGB JPEG or RGBA PNG: 8 bytes a pixel, WebP 28)
 # is refused with 413, as is anything over SYNC_MAX_IMAGE_PIXELS. 256 MiB takes a 33
 # megapixel JPEG; a worker's peak stays within its idle size plus this (docs/sync.md).
 SYNC_MAX_IMAGE_MEMORY_BYTES = env_int("SYNC_MAX_IMAGE_MEMORY_BYTES", 256 * 1024 * 1024)
