@@ -95,11 +95,48 @@ def too_large(image: Image.Image) -> SyncError | None:
     return None
 
 
+def webp_declared_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas a WebP file declares, read from its first 30 bytes (simple lossy, lossless
+    or extended layout), or None if it is not laid out as one."""
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    kind = head[12:16]
+    if kind == b"VP8 ":
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF)
+    if kind == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    return None
+
+
+def _webp_too_large(fp: IO[bytes]) -> SyncError | None:
+    """Pillow's WebP plugin has libwebp allocate its canvases while merely opening a file
+    (untouched, so not yet resident, but address space all the same): a WebP is priced
+    from its own header before Pillow sees it."""
+    position = fp.tell()
+    size = webp_declared_size(fp.read(30))
+    fp.seek(position)
+    if size is None:
+        return None
+    width, height = size
+    pixels = width * height
+    if pixels > settings.SYNC_MAX_IMAGE_PIXELS or pixels * WEBP_BYTES_PER_PIXEL > settings.SYNC_MAX_IMAGE_MEMORY_BYTES:
+        return SyncError("image_too_large", f"The image declares {width}x{height} pixels; decoding it would take "
+                         f"{pixels * WEBP_BYTES_PER_PIXEL // 2**20} MiB, at most "
+                         f"{settings.SYNC_MAX_IMAGE_MEMORY_BYTES // 2**20} MiB are allowed.", status_code=413)
+    return None
+
+
 def image_open(source: bytes | IO[bytes], formats: list[str] | None = None) -> Image.Image:
     """Open a photo's header (no pixel decoded) and refuse it if decoding it would take
     more memory than allowed. Raises SyncError: 413 image_too_large; 400 invalid_image for
     bytes that begin as a JPEG, PNG or WebP but cannot be read; 415 for anything else."""
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    refusal = _webp_too_large(fp)
+    if refusal is not None:
+        raise refusal
     try:
         image = Image.open(fp, formats=formats or DECODERS)
     except Image.DecompressionBombError:

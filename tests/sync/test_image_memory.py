@@ -175,6 +175,13 @@ def test_a_workers_peak_memory_stays_under_the_bound_for_the_worst_photos(tmp_pa
             assert m["code"] == "invalid_image", line
         bound = settings.SYNC_MAX_IMAGE_MEMORY_BYTES + 3 * len(data) + 16 * MiB
         assert taken <= bound, line
+    # The photos refused by their header come first: nothing was even reserved for them (a
+    # WebP's canvases are, by Pillow merely opening it, unless priced from its own header).
+    refused_first = list(photos)[:7]
+    assert all(photos[name][2] == {413} for name in refused_first)
+    start = measured[refused_first[0]]["vm"]
+    for name in refused_first:
+        assert measured[name]["vm_peak"] - start < 64 * MiB, (name, (measured[name]["vm_peak"] - start) / MiB)
     # The photos just under the limit really are near it, so the bound is tested, not assumed.
     for name in ("png-rgba-turned-just-under", "jpeg-progressive-444-just-under", "webp-noise-just-under"):
         m = measured[name]
