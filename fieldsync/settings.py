@@ -252,6 +252,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "fieldsync.sync.errors.exception_handler",
+    # Bounded in bytes and depth, refusals in the protocol's shape (fieldsync/sync/bodies.py).
+    # No multipart: no API view takes files (photos are PUT raw, read by AttachmentView).
+    "DEFAULT_PARSER_CLASSES": [
+        "fieldsync.sync.bodies.BoundedJSONParser",
+        "fieldsync.sync.bodies.BoundedFormParser",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -282,6 +288,23 @@ LEAFLET_CONFIG = {
 SYNC_MAX_MUTATIONS = env_int("SYNC_MAX_MUTATIONS", 500)
 SYNC_MAX_BODY_BYTES = env_int("SYNC_MAX_BODY_BYTES", 2 * 1024 * 1024)
 SYNC_MAX_ATTACHMENT_BYTES = env_int("SYNC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+# Photos are priced before decoding (fieldsync/sync/images.py): a declared size needing more
+# memory than this to decode and clean (e.g. RGB JPEG or RGBA PNG: 8 bytes a pixel, WebP 28)
+# is refused with 413, as is anything over SYNC_MAX_IMAGE_PIXELS. 256 MiB takes a 33
+# megapixel JPEG; a worker's peak stays within its idle size plus this (docs/sync.md).
+SYNC_MAX_IMAGE_MEMORY_BYTES = env_int("SYNC_MAX_IMAGE_MEMORY_BYTES", 256 * 1024 * 1024)
+SYNC_MAX_IMAGE_PIXELS = env_int("SYNC_MAX_IMAGE_PIXELS", 50_000_000)
+# How deep JSON may nest (fieldsync/sync/bodies.py): any body past JSON_MAX_DEPTH is refused
+# whole (400 too_deep); a push's mutation past SYNC_MAX_MUTATION_DEPTH (its own object is
+# level 1; a real one needs 5) is rejected alone. Bodies of the other API views (DRF's
+# parsers) are also held to API_MAX_BODY_BYTES.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
+SYNC_MAX_MUTATION_DEPTH = env_int("SYNC_MAX_MUTATION_DEPTH", 16)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
+# orjson writes at most 254 levels (receipts, quarantined payloads); a mutation sits two
+# levels down in its push, and must be able to be rejected alone.
+if not SYNC_MAX_MUTATION_DEPTH + 2 < JSON_MAX_DEPTH <= 250:
+    raise ImproperlyConfigured("JSON_MAX_DEPTH must be at most 250 and more than SYNC_MAX_MUTATION_DEPTH + 2")
 SYNC_WINDOW_DAYS = env_int("SYNC_WINDOW_DAYS", 30)
 SYNC_PULL_MAX_LIMIT = env_int("SYNC_PULL_MAX_LIMIT", 1000)
 SYNC_LOCATION_TOLERANCE_M = float(os.environ.get("SYNC_LOCATION_TOLERANCE_M", "10"))

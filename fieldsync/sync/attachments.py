@@ -4,16 +4,15 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import struct
-import zlib
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .errors import SyncError
+from .images import DECODE_ERRORS, DECODERS, image_open
 from .models import Attachment
 
 log = logging.getLogger(__name__)
@@ -22,19 +21,10 @@ log = logging.getLogger(__name__)
 # Pillow calls a camera JPEG carrying extra frames (depth map, preview: common on phones)
 # "MPO"; it is a JPEG, and only its first picture is kept.
 FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-DECODERS = ["JPEG", "PNG", "WEBP"]  # the only Pillow plugins ever tried on an upload
 ENCODERS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 # Labels some cameras and HTTP stacks use for the same types.
 TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 _ORIENTATION = 0x0112  # EXIF tag: how to turn the pixels to view them
-# A decompression bomb declares a huge size in a small file: refuse before decoding.
-MAX_PIXELS = 50_000_000
-# What a broken or hostile file can make Pillow's decoders raise; all of it is the
-# client's fault (400), never a server error.
-DECODE_ERRORS = (
-    OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
-    struct.error, zlib.error, Image.DecompressionBombError,
-)
 
 
 @dataclass(frozen=True)
@@ -43,22 +33,20 @@ class Stored:
     created: bool
 
 
-def _too_large(width: int, height: int) -> SyncError:
-    return SyncError("image_too_large", f"The image declares {width}x{height} pixels; at most "
-                     f"{MAX_PIXELS} pixels are accepted.", status_code=413)
+@dataclass(frozen=True)
+class Cleaned:
+    """A photo ready to store: its bytes without metadata, real type and pixel size."""
+
+    data: bytes
+    content_type: str
+    size: tuple[int, int]
 
 
 def _sniff(data: bytes, declared_type: str) -> Image.Image:
     """Open the header only (no pixels decoded yet), and check the real type and the
-    declared size. Only the three accepted decoders are ever tried."""
-    try:
-        image = Image.open(io.BytesIO(data), formats=DECODERS)
-    except Image.DecompressionBombError:
-        # Pillow's own guard (far above ours) fired while reading the header.
-        raise SyncError("image_too_large", "The image declares an enormous size.", status_code=413) from None
-    except (UnidentifiedImageError, *DECODE_ERRORS):
-        raise SyncError("unsupported_media_type", "The file is not a JPEG, PNG or WebP image.",
-                        status_code=415) from None
+    declared size against the memory decoding it would take (images.image_open). Only the
+    three accepted decoders are ever tried."""
+    image = image_open(data)
     real_type = FORMATS.get(image.format or "")
     if real_type is None:
         raise SyncError("unsupported_media_type", f"{image.format} images are not accepted.", status_code=415)
@@ -69,11 +57,6 @@ def _sniff(data: bytes, declared_type: str) -> Image.Image:
             f"Content-Type says {declared or 'nothing'} but the content is {real_type}.",
             status_code=415,
         )
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise SyncError("invalid_image", f"The image declares {width}x{height} pixels.", status_code=400)
-    if width * height > MAX_PIXELS:
-        raise _too_large(width, height)
     return image
 
 
@@ -152,46 +135,64 @@ def _upright(image: Image.Image) -> bool:
         return False
 
 
-def _without_metadata(image: Image.Image, data: bytes, real_type: str) -> tuple[bytes, tuple[int, int]]:
+def _invalid() -> SyncError:
+    return SyncError("invalid_image", "The image data is corrupt or truncated.", status_code=400)
+
+
+def photo_clean(data: bytes, declared_type: str) -> Cleaned:
     """The photo without EXIF (GPS position, device serial), XMP, ICC or text chunks, and
-    upright. Returns the bytes to store and their pixel size.
+    upright; refused (SyncError) if it is not an accepted image, declares more pixels than
+    decoding may take memory for, or cannot be decoded in full.
 
     A JPEG needing no rotation keeps its own bytes, segments of metadata left out: no
     second lossy encoding of evidence, and a fifth of the work. The result is decoded in
     full all the same, so what is stored is a whole, readable picture. Anything else (a
     JPEG whose EXIF says to rotate it, PNG, WebP) is decoded, turned upright and
-    re-encoded from its pixels alone."""
-    if real_type == "image/jpeg" and _upright(image):
+    re-encoded from its pixels alone.
+
+    Memory: at most two full pictures are alive at once (images.decode_cost prices that),
+    so the sniffed header is never the object decoded: its caller would keep the pixels
+    alive through every later step."""
+    header = _sniff(data, declared_type)
+    real_type = FORMATS[header.format]
+    if real_type == "image/jpeg" and _upright(header):
         segments = _jpeg_segments_only(data)
         if segments is not None:
             try:
                 stored = Image.open(io.BytesIO(segments), formats=["JPEG"])
                 stored.load()
             except DECODE_ERRORS:
-                raise SyncError("invalid_image", "The image data is corrupt or truncated.",
-                                status_code=400) from None
-            if stored.size == image.size:
-                return segments, stored.size
+                raise _invalid() from None
+            if stored.size == header.size:
+                return Cleaned(segments, real_type, stored.size)
+            del stored
     fmt = ENCODERS[real_type]
     try:
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-        clean = Image.frombytes(upright.mode, upright.size, upright.tobytes())
-        if upright.mode in ("P", "PA") and upright.getpalette():
-            clean.putpalette(upright.getpalette())
+        picture = Image.open(io.BytesIO(data), formats=DECODERS)
+        del header
+        picture.load()
+        ImageOps.exif_transpose(picture, in_place=True)  # a second picture only while turning
+        if fmt == "JPEG" and picture.mode not in ("RGB", "L"):
+            picture = picture.convert("RGB")
+        # A fresh picture holding the pixels alone: nothing of the file's metadata can ride along.
+        clean = Image.new(picture.mode, picture.size)
+        clean.paste(picture)
+        if picture.mode in ("P", "PA") and picture.getpalette():
+            clean.putpalette(picture.getpalette())
+        # Transparency is part of the picture, not metadata: keep it.
+        transparency = picture.info.get("transparency")
+        picture.close()  # frees the decoder's own buffers too (WebP keeps its canvas until then)
+        del picture
     except DECODE_ERRORS:
-        raise SyncError("invalid_image", "The image data is corrupt or truncated.", status_code=400) from None
+        raise _invalid() from None
     options: dict = {}
-    # Transparency is part of the picture, not metadata: keep it.
-    if "transparency" in upright.info and fmt == "PNG" and clean.mode in ("P", "L", "RGB", "1"):
-        options["transparency"] = upright.info["transparency"]
-    if fmt == "JPEG" and clean.mode not in ("RGB", "L"):
-        clean = clean.convert("RGB")
+    if transparency is not None and fmt == "PNG" and clean.mode in ("P", "L", "RGB", "1"):
+        options["transparency"] = transparency
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = 90
     out = io.BytesIO()
     clean.save(out, format=fmt, **options)
-    return out.getvalue(), clean.size
+    return Cleaned(out.getvalue(), real_type, clean.size)
 
 
 def attachment_exists(sha256: str) -> bool:
@@ -211,16 +212,15 @@ def attachment_store(*, sha256: str, data: bytes, content_type: str, device) -> 
     existing = Attachment.objects.filter(sha256=sha256).first()
     if existing:
         return Stored(existing, False)
-    image = _sniff(data, content_type)
-    real_type = FORMATS[image.format]
-    stripped, (width, height) = _without_metadata(image, data, real_type)
+    cleaned = photo_clean(data, content_type)
+    width, height = cleaned.size
     attachment = Attachment(
-        sha256=sha256, content_type=real_type, size=len(data), width=width, height=height,
+        sha256=sha256, content_type=cleaned.content_type, size=len(data), width=width, height=height,
         uploaded_by=device,
     )
     try:
         with transaction.atomic():
-            attachment.file.save(sha256, ContentFile(stripped), save=False)
+            attachment.file.save(sha256, ContentFile(cleaned.data), save=False)
             attachment.save(force_insert=True)
             transaction.on_commit(lambda: thumbnail_request(sha256))
     except BaseException as exc:

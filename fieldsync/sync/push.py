@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from . import db, registry, rows
+from . import bodies, db, registry, rows
 from .errors import SyncError
 from .feed import feed_drop, feed_touch
 from .fields import SHA256_RE, Context, Invalid, parse_time, to_wire
@@ -74,6 +74,7 @@ class Mutation:
     client_time: datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
     envelope_errors: dict[str, list] = field(default_factory=dict)
+    too_deep: bool = False
 
     @property
     def key(self) -> tuple[str, uuid.UUID]:
@@ -94,17 +95,29 @@ class RecordState:
     versions: list[tuple[int, list[str], uuid.UUID, dict]] = field(default_factory=list)
 
 
-def payload_hash(raw: Any) -> str:
-    return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _too_deep_for_its_push(raw: Any) -> bool:
+    """Past JSON_MAX_DEPTH for the body it came in (the mutation sits two levels down)."""
+    return bodies.nests_deeper(raw, settings.JSON_MAX_DEPTH - 2)
 
 
 def parse_mutation(index: int, raw: Any) -> Mutation:
-    """Check a mutation's envelope; field-level problems are kept, not raised."""
+    """Check a mutation's envelope; field-level problems are kept, not raised. A mutation
+    nesting deeper than its push may (JSON_MAX_DEPTH) refuses the push as a whole (400
+    too_deep, raised); one merely deeper than SYNC_MAX_MUTATION_DEPTH is kept, to be
+    rejected alone. Depth costs one count of brackets in the text the payload hash is
+    taken of anyway; only a mutation with more brackets than the limit is walked."""
     try:
-        digest = payload_hash(raw)
-    except TypeError:
-        digest = hashlib.sha256(repr(raw).encode()).hexdigest()
-    m = Mutation(index=index, raw=raw, payload_hash=digest)
+        text = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        # orjson writes at most 254 levels, far past JSON_MAX_DEPTH (settings keep it so).
+        if "recursion" in str(exc).lower() or _too_deep_for_its_push(raw):
+            raise bodies.too_deep(settings.JSON_MAX_DEPTH) from None
+        text = repr(raw).encode()
+    m = Mutation(index=index, raw=raw, payload_hash=hashlib.sha256(text).hexdigest())
+    if bodies.text_nests_deeper(text, raw, settings.SYNC_MAX_MUTATION_DEPTH):
+        if _too_deep_for_its_push(raw):
+            raise bodies.too_deep(settings.JSON_MAX_DEPTH)
+        m.too_deep = True
     errors = m.envelope_errors
     if not isinstance(raw, dict):
         errors["mutation"] = _err("wrong_type", "each mutation must be an object")
@@ -415,6 +428,10 @@ class Batch:
                 m, "mutation_id_reused", "This mutation_id was already used for a different mutation.",
                 {"mutation_id": _err("mutation_id_reused", "already used for a different mutation")},
             )
+        if m.too_deep:
+            limit = settings.SYNC_MAX_MUTATION_DEPTH
+            return self._reject(m, "too_deep", f"The mutation nests deeper than {limit} levels.",
+                                {"mutation": _err("too_deep", f"deeper than {limit} levels of objects and arrays")})
         if m.envelope_errors:
             return self._reject(m, "invalid_mutation", "The mutation envelope is not valid.", m.envelope_errors)
         state = self.states[m.key]

@@ -8,6 +8,8 @@ from celery import shared_task
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from .errors import SyncError
+from .images import image_open
 from .models import Attachment
 
 log = logging.getLogger(__name__)
@@ -17,7 +19,10 @@ THUMBNAIL_SIZE = (320, 320)
 
 def _thumbnail_bytes(attachment: Attachment) -> bytes:
     with attachment.file.open("rb") as fh:
-        image = Image.open(fh, formats=["JPEG", "PNG", "WEBP"])  # what attachment_store writes
+        # The upload's own guard: a stored photo is decoded within the same memory bound
+        # (what attachment_store writes passed it, but the limit may have been lowered since,
+        # or the file come from elsewhere).
+        image = image_open(fh)
         image.thumbnail(THUMBNAIL_SIZE)
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             # Transparent areas on white, not on whatever colour the hidden pixels have.
@@ -36,7 +41,12 @@ def attachment_thumbnail(sha256: str) -> bool:
     attachment = Attachment.objects.filter(sha256=sha256).first()
     if attachment is None or attachment.thumbnail:
         return False
-    data = _thumbnail_bytes(attachment)
+    try:
+        data = _thumbnail_bytes(attachment)
+    except SyncError as exc:
+        # Refused before decoding, or undecodable: no retry would change that.
+        log.warning("no thumbnail for %s: %s", sha256, exc.message)
+        return False
     attachment.thumbnail.save(f"{sha256}.jpg", ContentFile(data), save=False)
     ours = attachment.thumbnail.name
     updated = Attachment.objects.filter(sha256=sha256, thumbnail="").update(thumbnail=ours)

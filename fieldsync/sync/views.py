@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from fieldsync import parsing
 
-from . import registry
+from . import bodies, registry
 from .attachments import attachment_store
 from .auth import DeviceTokenAuthentication
 from .errors import SyncError
@@ -75,25 +75,16 @@ class DeviceView(ProtocolView):
     throttle_classes = [DeviceRateThrottle]
 
 
-def read_json_body(request, *, limit: int) -> object:
-    """The body as JSON, refusing wrong media types (415), oversize bodies (413) and
-    malformed JSON (400) before anything is processed."""
+def read_json_body(request, *, limit: int, check_depth: bool = True) -> object:
+    """The body as JSON, refusing wrong media types (415), oversize bodies (413), malformed
+    JSON (400 malformed_json) and JSON nesting deeper than JSON_MAX_DEPTH (400 too_deep)
+    before anything is processed. A caller checking the depth itself, part by part (the
+    push, per mutation), passes check_depth=False."""
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise SyncError("unsupported_media_type", "Send application/json.", status_code=415)
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
-    body = request._request.read(limit + 1)
-    if len(body) > limit:
-        raise SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise SyncError("malformed_json", f"The body is not valid JSON: {exc}.", status_code=400) from None
+    body = bodies.read_limited(request._request, limit, bodies.declared_length(request.META))
+    return bodies.json_loads(body, max_depth=settings.JSON_MAX_DEPTH if check_depth else None)
 
 
 def json_response(payload: dict, status: int = 200) -> HttpResponse:
@@ -206,10 +197,15 @@ class PushView(DeviceView):
         summary="Push mutations (each ends applied, merged, conflict, rejected or duplicate)",
     )
     def post(self, request):
-        body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES)
+        # Depth is checked per mutation by push_apply (a too-deep one is rejected alone; past
+        # JSON_MAX_DEPTH the whole push is refused), so the body is not walked twice.
+        body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES, check_depth=False)
         if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
             raise SyncError("invalid", "The body must be {\"mutations\": [...]}.",
                             fields={"mutations": [{"code": "required", "message": "a list of mutations"}]})
+        if len(body) > 1 and bodies.nests_deeper({k: v for k, v in body.items() if k != "mutations"},
+                                                 settings.JSON_MAX_DEPTH):
+            raise bodies.too_deep(settings.JSON_MAX_DEPTH)
         mutations = body["mutations"]
         if len(mutations) > settings.SYNC_MAX_MUTATIONS:
             raise SyncError("too_many_mutations", f"At most {settings.SYNC_MAX_MUTATIONS} mutations per push.",
@@ -251,14 +247,8 @@ class AttachmentView(DeviceView):
         if not SHA256_PATH.fullmatch(sha256):  # not .match: `$` matches before a newline
             raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
                             fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
-        limit = settings.SYNC_MAX_ATTACHMENT_BYTES
-        # ASCII digits, or refused before Django (fieldsync/wsgi.py, parsing.header_problem).
-        declared = parsing.integer("Content-Length", request.META.get("CONTENT_LENGTH"), minimum=0, default=0)
-        if declared > limit:
-            raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
-        data = request._request.read(limit + 1)
-        if len(data) > limit:
-            raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
+        data = bodies.read_limited(request._request, settings.SYNC_MAX_ATTACHMENT_BYTES,
+                                   bodies.declared_length(request.META))
         stored = attachment_store(sha256=sha256, data=data, content_type=request.META.get("CONTENT_TYPE", ""),
                                   device=request.auth)
         return json_response({"sha256": sha256, "size": stored.attachment.size,

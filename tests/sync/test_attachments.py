@@ -481,3 +481,54 @@ def test_same_photo_on_two_connections_at_once(tworld, media, caplog):
     assert sorted(answers) == [200, 201]
     row = Attachment.objects.get()
     assert files_under(media) == [Path(row.file.path)]
+
+
+# ---------------------------------------------------------------- memory bound (sync/images.py)
+
+
+def test_photos_declaring_more_than_the_memory_limit_are_413_in_every_format(handheld, media):
+    """Headers of a few hundred bytes declaring tens of megapixels, and a complete
+    7000x7000 RGBA PNG of one colour (under a megabyte): refused before decoding."""
+    from .test_image_memory import jpeg_declaring, webp_declaring
+
+    out = io.BytesIO()
+    Image.new("RGBA", (7000, 7000), (200, 30, 30, 255)).save(out, format="PNG", compress_level=1)
+    for data, content_type in ((jpeg_declaring(6000, 6000), "image/jpeg"), (webp_declaring(5000, 5000), "image/webp"),
+                               (png_declaring(6000, 6000), "image/png"), (out.getvalue(), "image/png")):
+        body = assert_error(put(handheld, data, content_type), 413, "image_too_large")
+        assert "MiB" in body["message"]
+    assert_nothing_stored(media)
+
+
+def test_the_memory_limit_is_a_setting(handheld, media, settings):
+    """A 640x480 RGB JPEG is priced at 8 bytes a pixel (two pictures while turning it)."""
+    data = jpeg_with_gps((640, 480))
+    settings.SYNC_MAX_IMAGE_MEMORY_BYTES = 640 * 480 * 8 - 1
+    assert_error(put(handheld, data, "image/jpeg"), 413, "image_too_large")
+    assert_nothing_stored(media)
+    settings.SYNC_MAX_IMAGE_MEMORY_BYTES = 640 * 480 * 8
+    assert put(handheld, data, "image/jpeg").status_code == 201
+
+
+def test_the_pixel_limit_is_a_setting(handheld, media, settings):
+    data = png_bytes((100, 50))
+    settings.SYNC_MAX_IMAGE_PIXELS = 4999
+    body = assert_error(put(handheld, data, "image/png"), 413, "image_too_large")
+    assert "4999 pixels" in body["message"]
+    settings.SYNC_MAX_IMAGE_PIXELS = 5000
+    assert put(handheld, data, "image/png").status_code == 201
+
+
+@pytest.mark.parametrize("cut", [20, 40, "half"], ids=["in-ihdr", "after-ihdr", "in-idat"])
+def test_a_truncated_png_is_a_clean_400(handheld, media, cut):
+    """Bytes that begin as a PNG but end early are a broken photo (400), not another type."""
+    data = png_bytes((200, 200))
+    data = data[: len(data) // 2 if cut == "half" else cut]
+    assert_error(put(handheld, data, "image/png"), 400, "invalid_image")
+    assert_nothing_stored(media)
+
+
+def test_a_jpeg_cut_inside_its_header_is_a_clean_400(handheld, media):
+    data = jpeg_with_gps()
+    assert_error(put(handheld, data[:30], "image/jpeg"), 400, "invalid_image")
+    assert_nothing_stored(media)

@@ -183,3 +183,18 @@ def test_beat_runs_the_catch_up_every_five_minutes():
     seconds = schedule if isinstance(schedule, (int, float)) else schedule.run_every.total_seconds()
     assert seconds == 300
     assert "fieldsync.sync.tasks.thumbnails_catch_up" in app.tasks
+
+
+def test_the_thumbnail_task_refuses_a_stored_photo_over_the_memory_limit(world, media, settings):
+    """The task decodes through the upload's guard: a stored file whose header declares
+    more than the limit (here: the limit lowered after upload) is not decoded, gets no
+    thumbnail, and does not stop the catch-up."""
+    handheld = world.enrol("warden")
+    big, small = jpeg_with_gps((1200, 900)), jpeg_with_gps((400, 300))
+    assert put(handheld, big, "image/jpeg").status_code == 201
+    assert put(handheld, small, "image/jpeg").status_code == 201
+    settings.SYNC_MAX_IMAGE_MEMORY_BYTES = 1200 * 900 * 8 - 1
+    assert attachment_thumbnail(sha(big)) is False
+    assert not Attachment.objects.get(sha256=sha(big)).thumbnail
+    assert thumbnails_catch_up() == 1
+    assert_thumbnail(Attachment.objects.get(sha256=sha(small)), media)
