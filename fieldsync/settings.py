@@ -356,6 +356,8 @@ DISCLOSURE_PARTNER_BOUNDARY_SETS = env_list("DISCLOSURE_PARTNER_BOUNDARY_SETS", 
 # spacing √2·DISCLOSURE_LOCATION_RADIUS_M on EPSG:27700): no location is shown more precisely
 # than this radius, in metres.
 DISCLOSURE_LOCATION_RADIUS_M = float(os.environ.get("DISCLOSURE_LOCATION_RADIUS_M", "200"))
+if not 1 <= DISCLOSURE_LOCATION_RADIUS_M <= 100_000:  # nan fails too: refuse to start, not to answer
+    raise ImproperlyConfigured("DISCLOSURE_LOCATION_RADIUS_M is a number of metres from 1 to 100000")
 # Hotspots: quartic kernel bandwidth and grid cell (metres, EPSG:27700); a cell is published
 # only with at least HOTSPOT_MIN_RECORDS records within one bandwidth of its centre.
 HOTSPOT_BANDWIDTH_M = float(os.environ.get("HOTSPOT_BANDWIDTH_M", "250"))

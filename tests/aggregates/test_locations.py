@@ -355,3 +355,32 @@ def test_partners_cannot_ask_for_finer_views(partnership):
         for endpoint in ENDPOINTS:
             body = get_json(partner, f"/api/v1/aggregates/{endpoint}", {**base, **extra}, expect=400)
             assert body["code"] == "filter_not_allowed" and set(body["fields"]) == set(extra)
+
+
+def test_the_radius_is_a_setting(groups, q3):
+    """With R = 400 m the cells are 565.69 m: the twelve moved to another 282.84 m cell inside
+    its 565.69 m one changes no partner output; the documents say which grid they use."""
+    twelve = next(group for group in groups if group.name == "twelve")
+    partner = q3.client("partner_fire")
+    with override_settings(DISCLOSURE_LOCATION_RADIUS_M=400.0):
+        assert math.isclose(map_point_spacing_m(), 2 * S)
+        body = get_json(partner, "/api/v1/aggregates/hotspots", {"boundary_set": "lsoa", "period": "2026-10"})
+        assert "565.69 m cell" in body["locations"] and "more precisely than 400 m" in body["locations"]
+        big = (math.floor(twelve.address[0] / (2 * S)), math.floor(twelve.address[1] / (2 * S)))
+        before = partner_outputs(partner, "every set", ["2026-10"])
+        for corner in ((0.001, 0.001), (0.999, 0.001), (0.001, 0.999), (0.999, 0.999)):
+            target = ((big[0] + corner[0]) * 2 * S, (big[1] + corner[1]) * 2 * S)
+            savepoint = transaction.savepoint()
+            try:
+                move(twelve, [target] * twelve.size)
+                assert partner_outputs(partner, "every set", ["2026-10"]) == before, corner
+            finally:
+                transaction.savepoint_rollback(savepoint)
+    # At the default radius the same moves are seen: they cross 282.84 m cells.
+    before = partner_outputs(partner, "every set", ["2026-10"])
+    savepoint = transaction.savepoint()
+    try:
+        move(twelve, [((big[0] + 0.999) * 2 * S, (big[1] + 0.999) * 2 * S)] * twelve.size)
+        assert partner_outputs(partner, "every set", ["2026-10"]) != before
+    finally:
+        transaction.savepoint_rollback(savepoint)

@@ -53,8 +53,8 @@ def location_radius_m() -> float:
     """No partner output locates a record, or any group of records, more precisely than
     this (DISCLOSURE_LOCATION_RADIUS_M, default 200 m): see `map_point_spacing_m`."""
     radius = float(getattr(settings, "DISCLOSURE_LOCATION_RADIUS_M", 200.0))
-    if not math.isfinite(radius) or radius < 1.0:
-        raise ImproperlyConfigured("DISCLOSURE_LOCATION_RADIUS_M is a number of metres, at least 1.")
+    if not 1.0 <= radius <= 100_000.0:  # settings.py refuses these at start-up already
+        raise ImproperlyConfigured("DISCLOSURE_LOCATION_RADIUS_M is a number of metres from 1 to 100000.")
     return radius
 
 
