@@ -400,6 +400,12 @@ DISCLOSURE_MIN_COUNT = env_int("DISCLOSURE_MIN_COUNT", 10)
 DISCLOSURE_ROUND_TO = env_int("DISCLOSURE_ROUND_TO", 5)
 DISCLOSURE_SETTLE_DAYS = env_int("DISCLOSURE_SETTLE_DAYS", 7)
 DISCLOSURE_PARTNER_BOUNDARY_SETS = env_list("DISCLOSURE_PARTNER_BOUNDARY_SETS", [])
+# Every partner output is computed from records moved to map points (centres of a grid of
+# spacing √2·DISCLOSURE_LOCATION_RADIUS_M on EPSG:27700): no location is shown more precisely
+# than this radius, in metres.
+DISCLOSURE_LOCATION_RADIUS_M = float(os.environ.get("DISCLOSURE_LOCATION_RADIUS_M", "200"))
+if not 1 <= DISCLOSURE_LOCATION_RADIUS_M <= 100_000:  # nan fails too: refuse to start, not to answer
+    raise ImproperlyConfigured("DISCLOSURE_LOCATION_RADIUS_M is a number of metres from 1 to 100000")
 # Hotspots: quartic kernel bandwidth and grid cell (metres, EPSG:27700); a cell is published
 # only with at least HOTSPOT_MIN_RECORDS records within one bandwidth of its centre.
 HOTSPOT_BANDWIDTH_M = float(os.environ.get("HOTSPOT_BANDWIDTH_M", "250"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -195,6 +196,26 @@ def to_bng() -> CoordTransform:
 def bng(lonlat) -> tuple[float, float]:
     point = Point(*lonlat, srid=4326)
     point.transform(to_bng())
+    return point.x, point.y
+
+
+@functools.cache
+def from_bng() -> CoordTransform:
+    return CoordTransform(SpatialReference(27700), SpatialReference(4326))
+
+
+def map_point_bng(lonlat, spacing: float | None = None) -> tuple[float, float]:
+    """Where partner outputs put a record, in EPSG:27700: the centre of its cell of the
+    map point grid (worked out here with GDAL, not by the code under test)."""
+    s = spacing if spacing is not None else math.sqrt(2) * 200.0  # the default radius
+    x, y = bng(lonlat)
+    return (math.floor(x / s) + 0.5) * s, (math.floor(y / s) + 0.5) * s
+
+
+def map_point(lonlat, spacing: float | None = None) -> tuple[float, float]:
+    """The map point of a record, back in longitude and latitude."""
+    point = Point(*map_point_bng(lonlat, spacing), srid=27700)
+    point.transform(from_bng())
     return point.x, point.y
 
 

@@ -9,11 +9,11 @@ from django.db.utils import ConnectionDoesNotExist
 from django.test import override_settings
 
 from warden_app.aggregates import selectors
-from warden_app.aggregates.disclosure import QUARTER_INDEX, period_parse
+from warden_app.aggregates.disclosure import QUARTER_INDEX, map_point_spacing_m, period_parse
 from warden_app.aggregates.selectors import RecordFilter
 from warden_app.models import AccessLogEntry
 
-from .support import BOXES, LONDON, Q3_COUNTS, centre_of, get_json, in_interior, jittered
+from .support import BOXES, LONDON, Q3_COUNTS, centre_of, get_json, in_interior, jittered, map_point
 
 COUNTS = "/api/v1/aggregates/counts"
 
@@ -74,18 +74,23 @@ def test_time_range_incident_types_and_record_types_filter(q3):
 
 def test_a_record_on_a_shared_edge_counts_once_inside_and_nowhere_for_partners(q3):
     """Inside the partnership a point on the L1/L2 edge goes to the lower id (L1), as the
-    area trigger does; partner counts take interiors only, so it is in neither (the proof
-    in docs/disclosure.md needs every counted record inside its area)."""
+    area trigger does; partner counts take interiors only, so a location on the edge is in
+    neither (the proof in docs/disclosure.md needs every counted record inside its area).
+    Partners count the record's map point, which is in one of them."""
     on_edge = (-2.517, 53.500)
     q3.observation(on_edge, datetime(2026, 10, 5, 9, tzinfo=LONDON))
     counts = by_code(get_json(q3.client("analyst"), COUNTS, {"boundary_set": "lsoa", "period": "2026-10"}))
     assert counts["L1"] == 1 and counts["L2"] == 0
     family = [q3.sets[s].pk for s in ("partnership-areas", "lsoa")]
     cells = selectors.quarter_cell_counts(boundary_set_ids=family, record_type="observation",
-                                          quarter=period_parse("2026-Q4"))
+                                          quarter=period_parse("2026-Q4"), map_point_m=None)
     l1, l2, leigh = (q3.areas[key].pk for key in (("lsoa", "L1"), ("lsoa", "L2"), ("partnership-areas", "LEIGH-TC")))
     assert (l1, 0) not in cells and (l2, 0) not in cells
     assert cells[(leigh, 0)] == cells[(leigh, QUARTER_INDEX)] == 1  # in LEIGH-TC's interior
+    at_map_points = selectors.quarter_cell_counts(boundary_set_ids=family, record_type="observation",
+                                                  quarter=period_parse("2026-Q4"), map_point_m=map_point_spacing_m())
+    home = next(code for code in ("L1", "L2") if in_interior(BOXES["lsoa"][code], map_point(on_edge)))
+    assert at_map_points[(q3.areas[("lsoa", home)].pk, 0)] == at_map_points[(leigh, 0)] == 1
 
 
 def test_supervisors_count_the_records_of_their_own_areas(q3):
@@ -113,7 +118,11 @@ def test_partner_counts_follow_the_threshold_and_rounding_settings(q3):
     params = {"boundary_set": "lsoa", "period": "2026-07"}
     with override_settings(DISCLOSURE_PARTNER_BOUNDARY_SETS=["partnership-areas", "lsoa"]):
         default = get_json(partner, COUNTS, params)
-        assert default["disclosure"] == {"suppressed_below": 10, "rounded_to": 5, "method": "docs/disclosure.md"}
+        assert default["disclosure"] == {
+            "suppressed_below": 10, "rounded_to": 5, "method": "docs/disclosure.md",
+            "locations": "every record at its map point, the centre of its 282.84 m cell of a fixed grid on the "
+                         "British National Grid (EPSG:27700): no location is shown more precisely than 200 m",
+        }
         # July: L1 12, L2 20, L3 9, L4 3, W1 40, W2 10, X1 0.
         assert by_code(default) == {"L1": 10, "L2": 20, "L3": None, "L4": None, "W1": 40, "W2": 10, "X1": None}
         with override_settings(DISCLOSURE_MIN_COUNT=15, DISCLOSURE_ROUND_TO=10):

@@ -14,6 +14,7 @@ small cell, whatever else partners are shown.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -45,6 +47,33 @@ def partner_boundary_set_slugs() -> frozenset[str] | None:
     """The boundary sets partners may see; None (the default) means every set."""
     slugs = getattr(settings, "DISCLOSURE_PARTNER_BOUNDARY_SETS", None)
     return frozenset(slugs) if slugs else None
+
+
+def location_radius_m() -> float:
+    """No partner output locates a record, or any group of records, more precisely than
+    this (DISCLOSURE_LOCATION_RADIUS_M, default 200 m): see `map_point_spacing_m`."""
+    radius = float(getattr(settings, "DISCLOSURE_LOCATION_RADIUS_M", 200.0))
+    if not 1.0 <= radius <= 100_000.0:  # settings.py refuses these at start-up already
+        raise ImproperlyConfigured("DISCLOSURE_LOCATION_RADIUS_M is a number of metres from 1 to 100000.")
+    return radius
+
+
+def map_point_spacing_m() -> float:
+    """The spacing s of the map points every partner output is computed from.
+
+    Before anything a partner sees is computed, each record is moved to the centre of its
+    cell of a fixed s x s grid on the British National Grid (EPSG:27700): the cell
+    [i·s, (i+1)·s) x [j·s, (j+1)·s) has the map point ((i + ½)·s, (j + ½)·s). Partner
+    outputs are functions of the map points only, so every location in a cell gives the
+    same outputs, byte for byte: the most any combination of them tells is the cell. The
+    smallest disc certain to hold a cell is its circumscribed disc, of radius s/√2, and
+    any estimate is at least s/√2 from one of the cell's corners; so
+
+        s = √2 · R,   R = DISCLOSURE_LOCATION_RADIUS_M (200 m: s ≈ 282.84 m),
+
+    and no location is known more precisely than R (docs/disclosure.md, "Locations").
+    """
+    return math.sqrt(2.0) * location_radius_m()
 
 
 def hotspot_min_records() -> int:

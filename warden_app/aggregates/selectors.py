@@ -12,7 +12,9 @@ Two audiences:
 - partner viewers: whole boundary sets and whole months or quarters only, with the
   disclosure control of `disclosure.py`; a record counts in an area only if it lies in
   the area's interior, so a record on a boundary line is in no partner output at all
-  (docs/disclosure.md says why the proof needs this).
+  (docs/disclosure.md says why the proof needs this); and every record is first moved to
+  its map point (`RecordFilter.map_point_m`), so no partner output depends on where in its
+  map point's cell a record lies.
 """
 from __future__ import annotations
 
@@ -46,6 +48,10 @@ class RecordFilter:
     incident_types: tuple[str, ...] = ()  # observations only; empty means all
     # Operational areas whose records the caller may analyse; None means every record.
     scope_area_ids: frozenset[int] | None = None
+    # Partner outputs: the spacing s of the map points (disclosure.map_point_spacing_m).
+    # Each record is then at the centre of its s x s cell of the British National Grid,
+    # and nothing computed from these rows can tell where in the cell it really is.
+    map_point_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ class HotspotMap:
 
 
 def _records_sql(records: RecordFilter) -> tuple[str, dict]:
-    """SELECT id, location, t (the record's time) of the records `records` selects."""
+    """SELECT id, location, t (the record's time) of the records `records` selects; with
+    `map_point_m`, location is the record's map point, and x, y follow (the map point in
+    EPSG:27700 metres)."""
     if records.record_type not in RECORD_TYPES:
         raise ValueError(f"unknown record type {records.record_type!r}")
     params: dict = {"r_rejected": ReviewState.REJECTED.value}
@@ -123,7 +131,27 @@ def _records_sql(records: RecordFilter) -> tuple[str, dict]:
     if records.scope_area_ids is not None:
         sql += " AND r.area_id = ANY(%(r_scope)s::bigint[])"
         params["r_scope"] = sorted(records.scope_area_ids)
+    if records.map_point_m is not None:
+        return _at_map_points(sql, params, records.map_point_m)
     return sql, params
+
+
+def _at_map_points(sql: str, params: dict, spacing: float) -> tuple[str, dict]:
+    """The same rows with each location replaced by its map point: the centre
+    ((i + ½)·s, (j + ½)·s) of the cell [i·s, (i+1)·s) x [j·s, (j+1)·s) of the British National
+    Grid holding it. The true location goes no further than this subquery."""
+    if not (math.isfinite(spacing) and spacing > 0):
+        raise ValueError("the map point spacing is a positive number of metres")
+    params = {**params, "mp_s": float(spacing), "mp_bng": BNG_SRID, "mp_wgs84": WGS84_SRID}
+    wrapped = (
+        "SELECT g.id, ST_Transform(ST_SetSRID(ST_MakePoint(g.x, g.y), %(mp_bng)s), %(mp_wgs84)s) AS location, "
+        "g.t, g.x, g.y FROM ("
+        "  SELECT c.id, c.t, (floor(ST_X(c.p) / %(mp_s)s::float8) + 0.5) * %(mp_s)s::float8 AS x,"
+        "         (floor(ST_Y(c.p) / %(mp_s)s::float8) + 0.5) * %(mp_s)s::float8 AS y"
+        f"  FROM (SELECT r.id, r.t, ST_Transform(r.location, %(mp_bng)s) AS p FROM ({sql}) r) c"
+        ") g"
+    )
+    return wrapped, params
 
 
 def _fetch(using: str, sql: str, params: dict) -> list[tuple]:
@@ -228,12 +256,20 @@ def counts_by_area(
 
 
 def quarter_cell_counts(
-    *, boundary_set_ids: Sequence[int], record_type: str, quarter: Period, using: str = "default"
+    *,
+    boundary_set_ids: Sequence[int],
+    record_type: str,
+    quarter: Period,
+    map_point_m: float | None,
+    using: str = "default",
 ) -> dict[tuple[int, int], int]:
     """True counts of every (area, period index) cell of a quarter, for partner publication:
-    a record counts where its location is in an area's interior (ST_Contains)."""
+    a record counts where its location — its map point, given `map_point_m` as partner
+    outputs always do — is in an area's interior (ST_Contains)."""
     months = quarter.months_of_quarter
-    record_sql, params = _records_sql(RecordFilter(record_type=record_type, start=quarter.start, end=quarter.end))
+    record_sql, params = _records_sql(
+        RecordFilter(record_type=record_type, start=quarter.start, end=quarter.end, map_point_m=map_point_m)
+    )
     params.update(sets=list(boundary_set_ids), second=months[1].start, third=months[2].start)
     rows = _fetch(
         using,
@@ -262,12 +298,14 @@ class PartnerQuarter:
 def partner_quarter(
     *, family_set_ids: Sequence[int], record_type: str, period: Period, using: str = "default"
 ) -> PartnerQuarter:
-    """True counts and withheld cells of the quarter holding `period`, over the whole family
-    of boundary sets partners see: a cell's fate depends on cells of other sets."""
+    """True counts (of records at their map points) and withheld cells of the quarter
+    holding `period`, over the whole family of boundary sets partners see: a cell's fate
+    depends on cells of other sets."""
     quarter = period.whole_quarter
     areas = areas_of(boundary_set_ids=family_set_ids, using=using)
     counts = quarter_cell_counts(
-        boundary_set_ids=family_set_ids, record_type=record_type, quarter=quarter, using=using
+        boundary_set_ids=family_set_ids, record_type=record_type, quarter=quarter,
+        map_point_m=disclosure.map_point_spacing_m(), using=using,
     )
     withheld = disclosure.withheld_cells(
         counts=counts,
@@ -327,13 +365,17 @@ def hotspot_surface(
 
     The grid is fixed: cell (i, j) is [i·c, (i+1)·c) x [j·c, (j+1)·c) in EPSG:27700, so two
     requests never shift it. Points are the selected records lying in `point_area_ids`
-    (in the interior only, if asked), transformed to EPSG:27700 by PostGIS. At each cell
-    centre, exactly
+    (in the interior only, if asked), transformed to EPSG:27700 by PostGIS, or their map
+    points if `records` names a spacing. At each cell centre, exactly
 
         density = Σ 3/(π h²) · (1 - d²/h²)²   over the points with d < h,
 
     d the distance in metres and h the bandwidth; `records_within` is the number of those
-    points. Returned: the cells whose interior meets the union of `region_area_ids`, with
+    points. Points at the same place are summed as one, with its weight; map points are
+    summed in coordinate order, so a partner map depends on the multiset of map points
+    only, to the last bit, not on the order rows come in.
+
+    Returned: the cells whose interior meets the union of `region_area_ids`, with
     at least `min_records` points within h, clipped to that union.
     """
     if not region_area_ids or not point_area_ids:
@@ -341,6 +383,16 @@ def hotspot_surface(
     record_sql, params = _records_sql(records)
     area = Area._meta.db_table
     inside = "ST_Contains" if interior_only else "ST_Intersects"
+    if records.map_point_m is not None:  # the rows carry their map point in metres
+        xy, to_bng = "r.x, r.y", ""
+        # A fixed order of summation: a partner map must not change when only the order
+        # rows are read in does (an update moves a row). Few points, so the sort is cheap;
+        # inside the partnership it would cost a quarter of the time, for nothing.
+        in_order = "ORDER BY x, y"
+    else:
+        in_order = ""
+        xy = "ST_X(b.p) AS x, ST_Y(b.p) AS y"
+        to_bng = "CROSS JOIN LATERAL (SELECT ST_Transform(r.location, %(bng)s) AS p) b"
     params.update(
         region=list(region_area_ids), points=list(point_area_ids), h=float(bandwidth_m), c=float(cell_m),
         min_records=int(min_records), bng=BNG_SRID, wgs84=WGS84_SRID, decimals=GEOJSON_DECIMALS,
@@ -352,27 +404,27 @@ def hotspot_surface(
     WITH region AS MATERIALIZED (
         SELECT ST_Union(geom_bng) AS g FROM {area} WHERE id = ANY(%(region)s::bigint[])
     ), pts AS MATERIALIZED (
-        SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (
-            SELECT ST_Transform(r.location, %(bng)s) AS p FROM ({record_sql}) r
+        SELECT x, y, count(*) AS w FROM (
+            SELECT {xy} FROM ({record_sql}) r {to_bng}
             WHERE EXISTS (SELECT 1 FROM {area} a WHERE a.id = ANY(%(points)s::bigint[])
                           AND {inside}(a.geom, r.location))
-        ) q
+        ) q GROUP BY x, y
     ), steps AS MATERIALIZED (
         SELECT generate_series(-%(reach)s::int, %(reach)s::int) AS step
     ), offsets AS (
-        SELECT ci.i, cj.j,
+        SELECT ci.i, cj.j, pts.x, pts.y, pts.w,
                (ci.i + 0.5::float8) * %(c)s::float8 - pts.x AS dx,
                (cj.j + 0.5::float8) * %(c)s::float8 - pts.y AS dy
         FROM pts
         CROSS JOIN LATERAL (SELECT floor(pts.x / %(c)s::float8)::int + step AS i FROM steps) ci
         CROSS JOIN LATERAL (SELECT floor(pts.y / %(c)s::float8)::int + step AS j FROM steps) cj
     ), surface AS (
-        SELECT i, j, count(*) AS n,
-               sum((1 - (dx * dx + dy * dy) / (%(h)s::float8 * %(h)s::float8))
-                   * (1 - (dx * dx + dy * dy) / (%(h)s::float8 * %(h)s::float8)))
+        SELECT i, j, sum(w) AS n,
+               sum(w * (1 - (dx * dx + dy * dy) / (%(h)s::float8 * %(h)s::float8))
+                     * (1 - (dx * dx + dy * dy) / (%(h)s::float8 * %(h)s::float8)) {in_order})
                * 3 / (pi() * %(h)s::float8 * %(h)s::float8) AS density
         FROM offsets WHERE dx * dx + dy * dy < %(h)s::float8 * %(h)s::float8
-        GROUP BY i, j HAVING count(*) >= %(min_records)s
+        GROUP BY i, j HAVING sum(w) >= %(min_records)s
     )
     SELECT i, j, n, density, ST_AsGeoJSON(ST_Transform(clipped, %(wgs84)s), %(decimals)s) FROM (
         SELECT s.i, s.j, s.n, s.density,
@@ -430,8 +482,10 @@ def partner_hotspots(
 
     Areas whose count cell is withheld are left out altogether, their records as well as
     their ground: the map is then a function of records that published counts already
-    cover, so it cannot reveal what the counts withhold. Bandwidth, cell size and the
-    minimum are the settings', never the caller's.
+    cover, so it cannot reveal what the counts withhold. Records are at their map points,
+    like the counts': no bandwidth, cell size or period can then place them more precisely
+    than their map point's cell. Bandwidth, cell size and the minimum are the settings',
+    never the caller's.
     """
     state = partner_quarter(family_set_ids=family_set_ids, record_type=record_type, period=period, using=using)
     index = period.index_in_quarter
@@ -440,7 +494,9 @@ def partner_hotspots(
     cells = hotspot_surface(
         region_area_ids=shown,
         point_area_ids=shown,
-        records=RecordFilter(record_type=record_type, start=period.start, end=period.end),
+        records=RecordFilter(
+            record_type=record_type, start=period.start, end=period.end, map_point_m=disclosure.map_point_spacing_m()
+        ),
         bandwidth_m=disclosure.hotspot_bandwidth_m(),
         cell_m=disclosure.hotspot_cell_m(),
         min_records=disclosure.hotspot_min_records(),

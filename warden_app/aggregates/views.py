@@ -99,7 +99,8 @@ COUNTS = inline_serializer("AreaCounts", {
 HOTSPOTS = inline_serializer("HotspotMap", {
     **AGGREGATE_META,
     "type": serializers.CharField(help_text="FeatureCollection"),
-    "method": serializers.CharField(), "bandwidth": serializers.CharField(), "cell_size": serializers.CharField(),
+    "method": serializers.CharField(), "locations": serializers.CharField(),
+    "bandwidth": serializers.CharField(), "cell_size": serializers.CharField(),
     "published_cells": serializers.CharField(), "classes": serializers.ListField(child=serializers.CharField()),
     "class_method": serializers.CharField(), "suppressed_areas": serializers.ListField(),
     "features": serializers.ListField(child=serializers.DictField(), help_text="cells: Polygon, properties.class"),
@@ -135,6 +136,7 @@ class CountsView(AggregateView):
                 "disclosure": {
                     "suppressed_below": disclosure.min_count(),
                     "rounded_to": disclosure.round_to(),
+                    "locations": _map_points_text(),
                     "method": "docs/disclosure.md",
                 },
                 "areas": [_count_json(row) for row in rows],
@@ -172,6 +174,7 @@ class HotspotsView(AggregateView):
                 "record_type": query.record_type,
             }
             bandwidth, cell = disclosure.hotspot_bandwidth_m(), disclosure.hotspot_cell_m()
+            locations = _map_points_text()
         else:
             query = internal_query(request.query_params, audience=audience, hotspots=True)
             ids = [row.id for row in query.areas]
@@ -183,7 +186,8 @@ class HotspotsView(AggregateView):
             result = selectors.hotspot_map(cells)
             meta = {"boundary_set": _set_json(query.boundary_set), **_filters_json(query)}
             bandwidth, cell = query.bandwidth_m, query.cell_m
-        return _json(_feature_collection(result, meta, bandwidth=bandwidth, cell=cell), GEOJSON)
+            locations = "as recorded"
+        return _json(_feature_collection(result, meta, bandwidth=bandwidth, cell=cell, locations=locations), GEOJSON)
 
 
 def _count_json(row: selectors.AreaCount) -> dict:
@@ -202,13 +206,25 @@ def _filters_json(query) -> dict:
     }
 
 
-def _feature_collection(result: selectors.HotspotMap, meta: dict, *, bandwidth: float, cell: float) -> dict:
+def _map_points_text() -> str:
+    """How partner outputs place records, as text (hotspot documents carry no numbers)."""
+    return (
+        f"every record at its map point, the centre of its {disclosure.map_point_spacing_m():.2f} m cell of a fixed "
+        "grid on the British National Grid (EPSG:27700): no location is shown more precisely than "
+        f"{disclosure.location_radius_m():g} m"
+    )
+
+
+def _feature_collection(
+    result: selectors.HotspotMap, meta: dict, *, bandwidth: float, cell: float, locations: str
+) -> dict:
     """GeoJSON with one property per cell, its class. Parameters are written as text, so
     the only numbers in the document are coordinates."""
     return {
         "type": "FeatureCollection",
         **meta,
         "method": "quartic kernel density estimate on the British National Grid (EPSG:27700)",
+        "locations": locations,
         "bandwidth": f"{bandwidth:g} m",
         "cell_size": f"{cell:g} m",
         "published_cells": (
