@@ -22,8 +22,6 @@ from django.http import QueryDict
 from rest_framework.parsers import BaseParser
 
 # The module, not the name: errors imports DRF's views, whose APIView loads these parsers.
-from fieldsync import parsing
-
 from . import errors
 
 _CONTAINERS = (dict, list)
@@ -84,6 +82,10 @@ def read_limited(stream, limit: int, declared: int | None = None) -> bytes:
 def declared_length(meta: dict) -> int | None:
     """The Content-Length a request declares (ASCII digits, else 400: fieldsync/wsgi.py
     refuses such a header before Django in production), or None without one."""
+    # Imported here: DRF imports this module (DEFAULT_PARSER_CLASSES) while fieldsync.sync.errors,
+    # which fieldsync.parsing needs, is still being imported.
+    from fieldsync import parsing
+
     return parsing.integer("Content-Length", meta.get("CONTENT_LENGTH") or None, minimum=0)
 
 
