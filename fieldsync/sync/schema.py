@@ -118,6 +118,10 @@ class LimitsSerializer(serializers.Serializer):
     max_mutations = serializers.IntegerField()
     max_body_bytes = serializers.IntegerField()
     max_attachment_bytes = serializers.IntegerField()
+    # Added: what a handheld should check before sending, so a refusal never surprises it.
+    max_json_depth = serializers.IntegerField(help_text="nesting of a whole body (400 too_deep beyond)")
+    max_mutation_depth = serializers.IntegerField(help_text="nesting of one mutation (rejected too_deep beyond)")
+    max_image_pixels = serializers.IntegerField(help_text="pixels a photo may declare (413 beyond)")
 
 
 class ManifestSerializer(serializers.Serializer):
