@@ -215,3 +215,21 @@ def test_an_instant_beyond_pythons_calendar_in_utc_reaches_postgresql_as_the_sam
         cursor.execute("SET LOCAL timezone = 'UTC'")
         cursor.execute("SELECT %s::timestamptz::text", [sent])
         assert cursor.fetchone()[0] == stored
+
+
+@pytest.mark.django_db
+def test_a_push_names_records_and_mutations_by_ascii_uuids_only(world):
+    """Arabic-Indic digits make a UUID to Python's uuid.UUID; to the protocol they are no id."""
+    import uuid
+
+    from fieldsync.sync.services.devices import device_enrol
+    from tests.sync.conftest import Handheld, mutation, observation_data
+
+    enrolment = device_enrol(username="warden_leigh", password=PASSWORD, label="t", platform="t")
+    handheld = Handheld(token=enrolment.token, device_id=str(enrolment.device.pk))
+    arabic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "12345678-1234-1234-1234-123456789012")
+    assert str(uuid.UUID(arabic)) == "12345678-1234-1234-1234-123456789012"
+    result = handheld.push_one({**mutation("observation", "create", arabic, observation_data()),
+                                "mutation_id": arabic})
+    assert result["status"] == "rejected" and set(result["errors"]) == {"id", "mutation_id"}
+    assert {e[0]["code"] for e in result["errors"].values()} == {"invalid_uuid"}
