@@ -16,6 +16,17 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "Device token from POST /api/v1/devices/enrol"}
 
 
+class StrictBasicScheme(OpenApiAuthenticationExtension):
+    """HTTP Basic as DRF's, parsed strictly (fieldsync/basic_auth.py): the same scheme to a
+    client, under the name drf-spectacular gives DRF's own."""
+
+    target_class = "fieldsync.basic_auth.StrictBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic"}
+
+
 class ErrorSerializer(serializers.Serializer):
     """`{"code", "message", "fields"}`: every failure, everywhere (fieldsync.sync.errors).
     Some codes add keys (`device_revoked` adds `"wipe": true`), so others may follow."""
