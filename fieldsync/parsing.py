@@ -124,15 +124,22 @@ def choice(name: str, raw: Any, allowed: Collection[str], *, default: str | None
     return text
 
 
+def as_uuid(text: str) -> uuid.UUID | None:
+    """`text` as a UUID of 32 ASCII hex digits (hyphens optional), else None: for the sync
+    engine's hot path, whose answers name the field themselves."""
+    return uuid.UUID(text) if _UUID.fullmatch(text) else None
+
+
 def uuid_value(name: str, raw: Any) -> uuid.UUID | None:
     """A UUID as 32 ASCII hex digits, hyphenated or not (uuid.UUID alone would take '{…}',
     'urn:uuid:…' and Arabic-Indic digits)."""
     text = _text(raw)
     if text is None:
         return None
-    if not _UUID.fullmatch(text):
+    value = as_uuid(text)
+    if value is None:
         raise problem(name, "invalid_uuid", "not a UUID")
-    return uuid.UUID(text)
+    return value
 
 
 def bbox(name: str, raw: Any) -> tuple[float, float, float, float] | None:

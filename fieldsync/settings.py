@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "warden_app.review_desk.context.desk_reader",
             ],
         },
     },
@@ -258,6 +259,10 @@ REST_FRAMEWORK = {
         "fieldsync.sync.bodies.BoundedJSONParser",
         "fieldsync.sync.bodies.BoundedFormParser",
     ],
+    # JSON only: every API answer, errors included, is in the protocol's shape, whatever the
+    # client's Accept says (DRF's browsable HTML pages would answer `text/html` with HTML
+    # errors). The API is described at /api/docs/; GeoJSON, CSV and OpenAPI views name theirs.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -411,6 +416,11 @@ if not 1 <= DISCLOSURE_LOCATION_RADIUS_M <= 100_000:  # nan fails too: refuse to
 HOTSPOT_BANDWIDTH_M = float(os.environ.get("HOTSPOT_BANDWIDTH_M", "250"))
 HOTSPOT_CELL_M = float(os.environ.get("HOTSPOT_CELL_M", "50"))
 HOTSPOT_MIN_RECORDS = env_int("HOTSPOT_MIN_RECORDS", 10)
+# A cell of 0 m would divide by zero in every map request, a tiny one would make a map of
+# billions of cells: refused at start, not at the first partner's request.
+if not (1 <= HOTSPOT_CELL_M <= HOTSPOT_BANDWIDTH_M <= 10_000 and HOTSPOT_MIN_RECORDS >= 1):
+    raise ImproperlyConfigured("HOTSPOT_CELL_M must be at least 1 and at most HOTSPOT_BANDWIDTH_M (at most 10000), "
+                               "HOTSPOT_MIN_RECORDS at least 1")
 
 # --- the warden handheld app (/warden/) ---
 # Idle minutes before the app locks and asks for the PIN again; days without a successful

@@ -103,7 +103,20 @@ class _UtcDatetimeDumper(DatetimeDumper):
 
 class _InUtcDumper(DatetimeDumper):
     def dump(self, obj: datetime):
-        return super().dump(obj.astimezone(UTC))
+        try:
+            return super().dump(obj.astimezone(UTC))
+        except OverflowError:
+            # 1 January of year 1 east of +15:59 is 31 December 1 BC in UTC, 31 December 9999
+            # west of -15:59 is year 10000: instants PostgreSQL holds and Python's datetime
+            # cannot, so they are written out by hand.
+            shifted = datetime.combine(_NOON_BASE.date(), obj.time()) - obj.utcoffset()
+            clock = shifted.strftime("%H:%M:%S.%f")
+            if shifted.date() < _NOON_BASE.date():
+                return f"0001-12-31 {clock}+00 BC".encode()
+            return f"10000-01-01 {clock}+00".encode()
+
+
+_NOON_BASE = datetime(2000, 1, 1)  # any ordinary day: only the shift across midnight matters
 
 
 _PG_MAX_OFFSET = timedelta(hours=15, minutes=59)

@@ -185,10 +185,10 @@ def _line(spec: FieldSpec, value: Any, ctx: Context) -> tuple[tuple[float, float
 def _uuid(spec: FieldSpec, value: Any, ctx: Context) -> uuid.UUID:
     if not isinstance(value, str):
         raise Invalid("wrong_type", f"{spec.name} must be a UUID string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise Invalid("invalid_uuid", f"{spec.name} is not a UUID") from None
+    parsed = parsing.as_uuid(value)
+    if parsed is None:
+        raise Invalid("invalid_uuid", f"{spec.name} is not a UUID")
+    return parsed
 
 
 def _text_list(spec: FieldSpec, value: Any, ctx: Context) -> list[str]:

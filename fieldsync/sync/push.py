@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from fieldsync import parsing
+
 from . import bodies, db, registry, rows
 from .errors import SyncError
 from .feed import feed_drop, feed_touch
@@ -124,10 +126,7 @@ def parse_mutation(index: int, raw: Any) -> Mutation:
         return m
     for key in raw.keys() - ENVELOPE_KEYS:
         errors[key] = _err("unknown_field", f"unknown mutation field {key!r}")
-    try:
-        m.mutation_id = uuid.UUID(raw["mutation_id"]) if isinstance(raw.get("mutation_id"), str) else None
-    except ValueError:
-        m.mutation_id = None
+    m.mutation_id = parsing.as_uuid(raw["mutation_id"]) if isinstance(raw.get("mutation_id"), str) else None
     if m.mutation_id is None:
         errors["mutation_id"] = _err("invalid_uuid", "mutation_id must be a UUID")
     m.rtype = registry.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
@@ -136,10 +135,7 @@ def parse_mutation(index: int, raw: Any) -> Mutation:
     m.op = raw.get("op") if raw.get("op") in OPS else ""
     if not m.op:
         errors["op"] = _err("unknown_op", "op must be create, update or delete")
-    try:
-        m.record_id = uuid.UUID(raw["id"]) if isinstance(raw.get("id"), str) else None
-    except ValueError:
-        m.record_id = None
+    m.record_id = parsing.as_uuid(raw["id"]) if isinstance(raw.get("id"), str) else None
     if m.record_id is None:
         errors["id"] = _err("invalid_uuid", "id must be a UUID")
     base = raw.get("base_version")
@@ -310,10 +306,8 @@ class Batch:
         if not m.rtype.parent or not isinstance(m.data, dict):
             return None
         value = m.data.get(m.rtype.parent[0])
-        try:
-            return (m.rtype.parent[1], uuid.UUID(value)) if isinstance(value, str) else None
-        except ValueError:
-            return None
+        parent_id = parsing.as_uuid(value) if isinstance(value, str) else None
+        return (m.rtype.parent[1], parent_id) if parent_id else None
 
     def _load_rejected_creates(self, wanted: dict[str, set[uuid.UUID]]) -> None:
         missing = [

@@ -16,6 +16,17 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "Device token from POST /api/v1/devices/enrol"}
 
 
+class StrictBasicScheme(OpenApiAuthenticationExtension):
+    """HTTP Basic as DRF's, parsed strictly (fieldsync/basic_auth.py): the same scheme to a
+    client, under the name drf-spectacular gives DRF's own."""
+
+    target_class = "fieldsync.basic_auth.StrictBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic"}
+
+
 class ErrorSerializer(serializers.Serializer):
     """`{"code", "message", "fields"}`: every failure, everywhere (fieldsync.sync.errors).
     Some codes add keys (`device_revoked` adds `"wipe": true`), so others may follow."""
@@ -118,6 +129,10 @@ class LimitsSerializer(serializers.Serializer):
     max_mutations = serializers.IntegerField()
     max_body_bytes = serializers.IntegerField()
     max_attachment_bytes = serializers.IntegerField()
+    # Added: what a handheld should check before sending, so a refusal never surprises it.
+    max_json_depth = serializers.IntegerField(help_text="nesting of a whole body (400 too_deep beyond)")
+    max_mutation_depth = serializers.IntegerField(help_text="nesting of one mutation (rejected too_deep beyond)")
+    max_image_pixels = serializers.IntegerField(help_text="pixels a photo may declare (413 beyond)")
 
 
 class ManifestSerializer(serializers.Serializer):

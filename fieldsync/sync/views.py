@@ -181,6 +181,9 @@ class ManifestView(DeviceView):
                 "max_mutations": settings.SYNC_MAX_MUTATIONS,
                 "max_body_bytes": settings.SYNC_MAX_BODY_BYTES,
                 "max_attachment_bytes": settings.SYNC_MAX_ATTACHMENT_BYTES,
+                "max_json_depth": settings.JSON_MAX_DEPTH,
+                "max_mutation_depth": settings.SYNC_MAX_MUTATION_DEPTH,
+                "max_image_pixels": settings.SYNC_MAX_IMAGE_PIXELS,
             },
             "sync_window_days": settings.SYNC_WINDOW_DAYS,
         })

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -197,3 +197,39 @@ def test_a_session_cookie_with_an_escaped_nul_is_no_session(world):
     """Django's cookie parser unquotes `\\000` to a NUL; the key reached PostgreSQL (500)."""
     response = Client().get("/review/", HTTP_COOKIE='sessionid="aaaaaaaaaaaaaaaa\\000"')
     assert response.status_code == 302  # to the sign-in page, as for anyone without a session
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("sent", "stored"), [
+    (datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=16))), "0001-12-31 08:00:00+00 BC"),
+    (datetime(1, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=23, minutes=59))), "0001-12-31 05:31:00+00 BC"),
+    (datetime(9999, 12, 31, 23, 0, tzinfo=timezone(-timedelta(hours=20))), "10000-01-01 19:00:00+00"),
+    (datetime(2026, 10, 1, 0, 0, tzinfo=timezone(timedelta(hours=23, minutes=59))), "2026-09-30 00:01:00+00"),
+])
+def test_an_instant_beyond_pythons_calendar_in_utc_reaches_postgresql_as_the_same_instant(sent, stored):
+    """What reaches a query unparsed (an admin date filter) at the calendar's edges with an
+    offset PostgreSQL refuses: the same instant, not an OverflowError (a 500)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL timezone = 'UTC'")
+        cursor.execute("SELECT %s::timestamptz::text", [sent])
+        assert cursor.fetchone()[0] == stored
+
+
+@pytest.mark.django_db
+def test_a_push_names_records_and_mutations_by_ascii_uuids_only(world):
+    """Arabic-Indic digits make a UUID to Python's uuid.UUID; to the protocol they are no id."""
+    import uuid
+
+    from fieldsync.sync.services.devices import device_enrol
+    from tests.sync.conftest import Handheld, mutation, observation_data
+
+    enrolment = device_enrol(username="warden_leigh", password=PASSWORD, label="t", platform="t")
+    handheld = Handheld(token=enrolment.token, device_id=str(enrolment.device.pk))
+    arabic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "12345678-1234-1234-1234-123456789012")
+    assert str(uuid.UUID(arabic)) == "12345678-1234-1234-1234-123456789012"
+    result = handheld.push_one({**mutation("observation", "create", arabic, observation_data()),
+                                "mutation_id": arabic})
+    assert result["status"] == "rejected" and set(result["errors"]) == {"id", "mutation_id"}
+    assert {e[0]["code"] for e in result["errors"].values()} == {"invalid_uuid"}

@@ -104,3 +104,11 @@ def test_an_enrolment_too_deep_is_400(world):
             + deep_text(settings.JSON_MAX_DEPTH) + "}")
     response = Client().generic("POST", "/api/v1/devices/enrol", body, content_type="application/json")
     assert_error(response, 400, "too_deep")
+
+
+def test_the_manifest_tells_a_handheld_every_limit_it_can_check(world, warden, settings):
+    settings.JSON_MAX_DEPTH, settings.SYNC_MAX_MUTATION_DEPTH, settings.SYNC_MAX_IMAGE_PIXELS = 40, 12, 1234
+    limits = warden.get("/api/v1/sync/manifest").json()["limits"]
+    assert limits == {"max_mutations": settings.SYNC_MAX_MUTATIONS, "max_body_bytes": settings.SYNC_MAX_BODY_BYTES,
+                      "max_attachment_bytes": settings.SYNC_MAX_ATTACHMENT_BYTES, "max_json_depth": 40,
+                      "max_mutation_depth": 12, "max_image_pixels": 1234}

@@ -208,6 +208,23 @@ def test_login_page_signs_a_supervisor_in_and_back_to_where_they_were_going(worl
     assert response["Location"] == "/review/"
 
 
+@pytest.mark.parametrize("username", ["analyst", "partner", "warden"])
+def test_anyone_else_signs_in_to_their_api_tokens_and_sees_only_that(world, username):
+    """The desk's review pages are the supervisors'; the others come for their API tokens
+    and are not shown links to pages that would answer 403."""
+    client = Client()
+    response = client.post("/review/login/", {"username": username, "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/review/tokens/"
+    page = client.get("/review/tokens/").content.decode()
+    assert 'href="/review/tokens/"' in page
+    for supervisors_only in ("/review/conflicts/", "/review/quarantine/", "/review/devices/", 'href="/review/"'):
+        assert supervisors_only not in page, supervisors_only
+    supervisor = Client()
+    supervisor.post("/review/login/", {"username": "supervisor", "password": PASSWORD})
+    assert all(link in supervisor.get("/review/tokens/").content.decode()
+               for link in ("/review/conflicts/", "/review/quarantine/", "/review/devices/"))
+
+
 def test_sign_out_is_a_post(world):
     client = signed_in(world)
     assert client.get("/review/logout/").status_code == 405

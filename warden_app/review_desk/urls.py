@@ -2,8 +2,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter, reverse_lazy
 
-from fieldsync.login_guard import GuardedLoginView
-
 from . import views
 
 
@@ -26,9 +24,8 @@ app_name = "review_desk"
 urlpatterns = [
     # The brute-force guard answers 429 with a form error while the username or address is
     # locked out (fieldsync/login_guard.py).
-    path("login/", GuardedLoginView.as_view(
+    path("login/", views.DeskLoginView.as_view(
         template_name="review_desk/login.html", redirect_authenticated_user=False,
-        next_page=reverse_lazy("review_desk:queue"),
     ), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("review_desk:login")), name="logout"),
     path("", views.queue, name="queue"),

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from fieldsync.login_guard import GuardedLoginView
 from fieldsync.sync.errors import SyncError
 from fieldsync.sync.services.devices import device_revoke
 
@@ -35,6 +36,16 @@ from .forms import (
 )
 
 SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+class DeskLoginView(GuardedLoginView):
+    """The desk's sign-in: a supervisor lands on the queue, anyone else on their API tokens
+    (the one desk page that is theirs), unless a `next` page was asked for."""
+
+    def get_default_redirect_url(self):
+        if selectors.desk_allowed(self.request.user):
+            return reverse("review_desk:queue")
+        return reverse("review_desk:tokens")
 
 
 def supervisor_required(view):
