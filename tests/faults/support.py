@@ -148,6 +148,24 @@ class Stack:
         self.processes.stop_all()
 
 
+@contextlib.contextmanager
+def seeded_stack(tmp_path: Path, database_url: str, *, workers: int):
+    """A Stack on `database_url` with its own Redis, the fault tests' world seeded by a child
+    process, and gunicorn serving it; everything stopped afterwards, before a cluster that
+    a caller's fixture tears down."""
+    stack = Stack(tmp_path, database_url)
+    try:
+        stack.start_redis()
+        seed = subprocess.run([sys.executable, "-m", "tests.faults.seed_world"], cwd=BASE_DIR,
+                              env=stack.env("fieldsync-seed"), capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert seed.returncode == 0, seed.stdout + seed.stderr
+        stack.start_gunicorn(workers=workers)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
 class PrivateCluster:
     """A throwaway PostGIS cluster, made the way deploy/local/ensure-db.sh makes its own:
     initdb as user postgres when we are root (initdb refuses root), trust authentication,

@@ -16,8 +16,6 @@ answer was lost with the connection).
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,9 +23,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.deploy.stack import BASE_DIR
-
-from .support import HttpHandheld, PrivateCluster, Stack, is_protocol_error, outbox_batch, stored, wait_until
+from .support import HttpHandheld, PrivateCluster, is_protocol_error, outbox_batch, seeded_stack, stored, wait_until
 
 # A hang fails in two minutes, not the suite's ten; pytest-timeout (SIGALRM) fails the test where it
 # stands, so the fixtures still stop every process.
@@ -55,18 +51,8 @@ def cluster():
 
 @pytest.fixture
 def server(cluster, tmp_path):
-    stack = Stack(tmp_path, cluster.url(DATABASE))
-    try:
-        stack.start_redis()
-        seed = subprocess.run([sys.executable, "-m", "tests.faults.seed_world"], cwd=BASE_DIR,
-                              env=stack.env("fieldsync-seed"), capture_output=True, text=True, timeout=120,
-                              check=False)
-        assert seed.returncode == 0, seed.stdout + seed.stderr
-        stack.start_gunicorn(workers=2)
+    with seeded_stack(tmp_path, cluster.url(DATABASE), workers=2) as stack:
         yield stack
-    finally:
-        # Before the cluster goes: no app session is left to be cut.
-        stack.stop_all()
 
 
 @dataclass

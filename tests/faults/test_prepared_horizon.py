@@ -27,7 +27,7 @@ from tests.deploy.stack import BASE_DIR
 from tests.sync.conftest import mutation, observation_data
 from tests.sync.pull_support import cursor_body
 
-from .support import HttpHandheld, PrivateCluster, Stack
+from .support import HttpHandheld, PrivateCluster, seeded_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -51,17 +51,8 @@ def cluster():
 
 @pytest.fixture
 def server(cluster, tmp_path):
-    stack = Stack(tmp_path, cluster.url(DATABASE))
-    try:
-        stack.start_redis()
-        seed = subprocess.run([sys.executable, "-m", "tests.faults.seed_world"], cwd=BASE_DIR,
-                              env=stack.env("fieldsync-seed"), capture_output=True, text=True, timeout=120,
-                              check=False)
-        assert seed.returncode == 0, seed.stdout + seed.stderr
-        stack.start_gunicorn(workers=1)
+    with seeded_stack(tmp_path, cluster.url(DATABASE), workers=1) as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def pull_to_end(handheld: HttpHandheld) -> list[dict]:
