@@ -456,7 +456,7 @@ def conflict_page(user, conflict: Conflict) -> ConflictPage:
 
 # --- quarantine ------------------------------------------------------------------------------
 
-def quarantine_in_scope(user) -> QuerySet[QuarantinedMutation]:
+def quarantine_in_scope(user, among: Q | None = None) -> QuerySet[QuarantinedMutation]:
     """Mutations of the staff this user supervises that the server refused and kept, placed
     as a record would be: where the record they name lies, else where their own location
     points; shown when the user reviews that area, or when it lies outside every area (as
@@ -464,8 +464,10 @@ def quarantine_in_scope(user) -> QuerySet[QuarantinedMutation]:
     team's supervisor only in that team's areas."""
     if not desk_allowed(user):
         return QuarantinedMutation.objects.none()
+    # `among` narrows the candidates before each is placed (one item, the open ones): placing
+    # reads every candidate's payload.
     candidates = list(QuarantinedMutation.objects.filter(user_id__in=permissions.supervised_user_ids(user))
-                      .values_list("pk", "record_type", "record_id", "payload"))
+                      .filter(among or Q()).values_list("pk", "record_type", "record_id", "payload"))
     places = _quarantine_places(candidates)
     areas = permissions.area_ids_with(user, permissions.REVIEW_AREA)
     return QuarantinedMutation.objects.filter(
@@ -539,11 +541,8 @@ def payload_redacted(item: QuarantinedMutation) -> str:
 
 
 def quarantine_list_page(user, *, show: str = "open", page_number: Any = 1) -> Page:
-    qs = quarantine_in_scope(user).select_related("user", "device", "resolved_by")
-    if show == "open":
-        qs = qs.filter(resolved_at__isnull=True)
-    elif show == "resolved":
-        qs = qs.filter(resolved_at__isnull=False)
+    among = {"open": Q(resolved_at__isnull=True), "resolved": Q(resolved_at__isnull=False)}.get(show)
+    qs = quarantine_in_scope(user, among).select_related("user", "device", "resolved_by")
     page = Paginator(qs.order_by("-created_at", "id"), PAGE_SIZE).get_page(page_number)
     items = list(page.object_list)
     for item in items:
@@ -596,7 +595,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 
 
 def quarantine_item_in_scope(user, item_id: int) -> QuarantinedMutation | None:
-    return quarantine_in_scope(user).select_related("user", "device", "resolved_by").filter(pk=item_id).first()
+    return quarantine_in_scope(user, Q(pk=item_id)).select_related("user", "device", "resolved_by").first()
 
 
 def quarantine_item_page(user, item: QuarantinedMutation) -> QuarantinedMutation:
