@@ -46,17 +46,18 @@ def missing_attachments(device_ids: list) -> list[dict]:
     return found
 
 
-def _conflict_rows(conflicts: list[Conflict]) -> dict[tuple[str, Any], Row]:
-    """The current row of every conflict's record, one query per record type."""
+def _current_rows(refs) -> dict[tuple[str, str], Row]:
+    """The current row of each `(type, id)` referred to, by `(type, str(id))`; one query per
+    record type, unknown types left out."""
     by_type: dict[str, list] = defaultdict(list)
-    for c in conflicts:
-        by_type[c.record_type].append(c.record_id)
-    found: dict[tuple[str, Any], Row] = {}
+    for type_name, record_id in refs:
+        by_type[type_name].append(record_id)
+    found: dict[tuple[str, str], Row] = {}
     for type_name, ids in by_type.items():
         rtype = registry.get(type_name)
         if rtype is not None:
             for record_id, row in rows.load_rows(rtype, ids).items():
-                found[(type_name, record_id)] = row
+                found[(type_name, str(record_id))] = row
     return found
 
 
@@ -94,7 +95,7 @@ def device_health(device: Device, *, user, window_start, consulted: Consulted) -
     """One device's sync health as `user` sees it (the device's own user, or a supervisor)."""
     conflicts = list(Conflict.objects.filter(device=device, resolved_at__isnull=True).order_by("created_at")[:500])
     quarantined = QuarantinedMutation.objects.filter(device=device, resolved_at__isnull=True).order_by("created_at")
-    current = _conflict_rows(conflicts)
+    current = _current_rows((c.record_type, c.record_id) for c in conflicts)
     own = device.user_id == user.pk
     missing = missing_attachments([device.pk])
     return {
@@ -104,7 +105,7 @@ def device_health(device: Device, *, user, window_start, consulted: Consulted) -
         "revoked": device.revoked_at is not None,
         "last_push_at": _iso(device.last_push_at),
         "last_pull_at": _iso(device.last_pull_at),
-        "conflicts": [_conflict_entry(user, c, current.get((c.record_type, c.record_id)), window_start, consulted)
+        "conflicts": [_conflict_entry(user, c, current.get((c.record_type, str(c.record_id))), window_start, consulted)
                       for c in conflicts],
         "quarantined": [_quarantine_entry(q, own=own) for q in quarantined[:500]],
         "missing_attachments": (missing if own else _in_scope_only(user, missing, window_start)),
@@ -115,16 +116,10 @@ def _in_scope_only(user, entries: list[dict], window_start) -> list[dict]:
     """The entries (`{type, id, ...}`) whose record is in `user`'s device scope: a supervisor
     watching a team device sees only what they would pull, even when its user is also in
     another team."""
-    by_type: dict[str, list] = defaultdict(list)
-    for entry in entries:
-        by_type[entry["type"]].append(entry["id"])
-    keep = set()
-    for type_name, ids in by_type.items():
-        rtype = registry.get(type_name)
-        for record_id, row in rows.load_rows(rtype, ids).items():
-            if rtype.policy.in_device_scope(user, row, window_start):
-                keep.add((type_name, str(record_id)))
-    return [entry for entry in entries if (entry["type"], entry["id"]) in keep]
+    current = _current_rows((entry["type"], entry["id"]) for entry in entries)
+    return [entry for entry in entries
+            if (row := current.get((entry["type"], entry["id"]))) is not None
+            and registry.get(entry["type"]).policy.in_device_scope(user, row, window_start)]
 
 
 def sync_status(*, user, device: Device) -> dict:
