@@ -195,10 +195,6 @@ def photo_clean(data: bytes, declared_type: str) -> Cleaned:
     return Cleaned(out.getvalue(), real_type, clean.size)
 
 
-def attachment_exists(sha256: str) -> bool:
-    return Attachment.objects.filter(sha256=sha256).exists()
-
-
 def attachment_store(*, sha256: str, data: bytes, content_type: str, device) -> Stored:
     """Store a photo under the sha256 of the bytes sent. Idempotent: a second upload of
     the same bytes answers `created=False` and changes nothing. A refused upload leaves
