@@ -126,6 +126,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "warden_app.review_desk.context.desk_reader",
+                "warden_app.front_door.context.site_doors",
             ],
         },
     },

@@ -9,4 +9,8 @@ urlpatterns = [
     path("warden/", include("warden_app.handheld.urls")),
     path("review/", include("warden_app.review_desk.urls")),
     path("ogc/", include("warden_app.analysis.ogc_urls")),
+    path("analysis/", include("warden_app.analysis_workspace.urls")),
+    path("partner/", include("warden_app.partner_dashboard.urls")),
+    path("dpo/", include("warden_app.dpo_pages.urls")),
+    path("", include("warden_app.front_door.urls")),
 ]

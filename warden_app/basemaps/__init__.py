@@ -1,0 +1,1 @@
+"""Base maps: what every map of fieldsync draws under its records (TILE_URL or none)."""

@@ -1,0 +1,1 @@
+"""The partner viewer's dashboard."""
