@@ -171,6 +171,7 @@ def test_periods_offered_are_closed_ones_only(partnership, after_q3, monkeypatch
         ({"bandwidth": "60", "cell_size": "5"}, "bandwidth, cell_size cannot be chosen here"),
         ({"format": "json"}, "format cannot be chosen here"),
         ({"<script>alert(1)</script>": "x"}, "&lt;script&gt;alert(1)&lt;/script&gt; cannot be chosen here"),
+        ({"": "x"}, "(a parameter without a name) cannot be chosen here"),
         ({"boundary_set": "nope"}, "not one of those published to partners"),
         ({"boundary_set": "lsoa", "period": "2026-10"}, "October 2026 is not closed yet"),
         ({"period": "2026-Q4"}, "October to December 2026 is not closed yet"),

@@ -138,7 +138,7 @@ def choice_from(query: QueryDict, *, now: datetime) -> Choice:
     out); Refused for anything else. Raises LookupError when there is no boundary set at all."""
     unknown = sorted(set(query.keys()) - PARTNER_PARAMS)
     if unknown:
-        names = ", ".join(name[:SHOWN_NAME_CHARS] for name in unknown[:SHOWN_NAMES])
+        names = ", ".join(name[:SHOWN_NAME_CHARS] or "(a parameter without a name)" for name in unknown[:SHOWN_NAMES])
         more = " and more" if len(unknown) > SHOWN_NAMES else ""
         raise Refused([
             f"This page cannot be narrowed or filtered: {names}{more} cannot be chosen here. "
