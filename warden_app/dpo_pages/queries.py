@@ -18,6 +18,8 @@ from warden_app.models import AccessAction
 
 # Record types the log names: the records', and the log's own (the DPO's reads of it).
 LOG_RECORD_TYPES = (*RECORD_MODELS, "access_log")
+RECORD_TYPE_LABELS = {"observation": "Observation", "street_audit": "Street audit", "audit_item": "Audit item",
+                      "access_log": "Access log (reads of it)"}
 MAX_FILTER_CHARS = 200
 MAX_REASON_CHARS = 2000
 

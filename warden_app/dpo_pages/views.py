@@ -46,7 +46,7 @@ from warden_app.front_door.guards import door_required
 from warden_app.models import AccessAction, AccessLogEntry
 
 from .chain_status import chain_statuses
-from .queries import LOG_RECORD_TYPES, MAX_REASON_CHARS, log_query, text
+from .queries import LOG_RECORD_TYPES, MAX_REASON_CHARS, RECORD_TYPE_LABELS, log_query, text
 from .rectification import person_rows, rectify_changes
 
 LOG_PAGE = 50
@@ -126,7 +126,8 @@ def log(request: HttpRequest) -> HttpResponse:
     return render(request, "dpo_pages/log.html", {
         "door_key": "dpo", "dpo_tab": "log", "entries": [_entry(r, statuses[r["id"]]) for r in rows],
         "form": query.form, "filtered": query.filtered, "paged": query.before is not None, "older": older,
-        "actions": AccessAction.choices, "record_types": LOG_RECORD_TYPES,
+        "actions": AccessAction.choices,
+        "record_types": [(t, RECORD_TYPE_LABELS.get(t, t)) for t in LOG_RECORD_TYPES],
         "verification": verification, "running": running, "unavailable": unavailable,
     })
 
@@ -162,7 +163,9 @@ def _entry(row: dict, status) -> dict[str, Any]:
     return {
         "id": row["id"], "at": row["at"], "actor": row["actor__username"] or "", "actor_id": row["actor_id"],
         "action": row["action"], "action_label": ACTION_LABELS.get(row["action"], row["action"]),
-        "record_type": row["record_type"], "record_ids": [str(i) for i in row["record_ids"]],
+        "record_type": row["record_type"],
+        "record_type_label": RECORD_TYPE_LABELS.get(row["record_type"], row["record_type"]),
+        "record_ids": [str(i) for i in row["record_ids"]],
         "device_id": row["device_id"], "recipient": row["recipient"], "purpose": row["purpose"],
         "via": details.get("via", ""), "details": details, "seq": row["seq"], "hash": row["hash"],
         "status": status,
@@ -182,8 +185,8 @@ def verification(request: HttpRequest) -> HttpResponse:
         except VerificationUnavailable as exc:
             messages.error(request, f"The verification could not be started: {exc}.")
         else:
-            messages.success(request, "Verification started: the worker is checking the chain. Reload this page "
-                                      "to see the result." if queued else "A verification is already running.")
+            messages.success(request, "Verification asked for: the worker checks the chain, and its result shows "
+                                      "here when it is done." if queued else "A verification is already running.")
         return redirect("dpo_pages:verification")
     last, running, unavailable = _verification()
     return render(request, "dpo_pages/verification.html", {
