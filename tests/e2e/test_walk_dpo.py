@@ -110,6 +110,14 @@ def test_the_dpo_walks_the_log_verification_subject_access_and_a_rectification(l
         assert "SAR-2026-014: name misspelt" in outcome.inner_text()
         walk.no_overflow()
         walk.shot("rectified")
+
+        # Back in the log: the rectification on top, the rows the verification covered verified.
+        page.locator(".dpo-tabs a", has_text="Access log").click()
+        page.wait_for_load_state()
+        assert page.locator("table.log tbody tr", has_text="Alteration").count() == 1
+        assert page.locator(".chain.verified").count() >= 2
+        walk.no_overflow()
+        walk.shot("log-after")
         walk.assert_clean()
 
     jane = Observation.objects.get(pk=dpo_world["records"][0])

@@ -15,7 +15,7 @@ a description), and its result pages follow on by POST too.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -27,6 +27,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from fieldsync import parsing
@@ -96,10 +97,17 @@ def _verification() -> tuple[dict | None, dict | None, str]:
     except VerificationUnavailable as exc:
         return None, None, str(exc)
     if last:
-        last = {**last, "started": _at(last.get("started_at")), "finished": _at(last.get("finished_at"))}
+        finished = _at(last.get("finished_at"))
+        last = {**last, "started": _at(last.get("started_at")), "finished": finished, "ago": _ago(finished)}
     if running:
         running = {**running, "since_at": _at(running.get("since"))}
     return last, running, ""
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "at a time unknown"
+    return "just now" if timezone.now() - when < timedelta(minutes=1) else f"{timesince(when)} ago"
 
 
 def _at(value) -> datetime | None:
