@@ -222,7 +222,7 @@ def test_verification_runs_in_the_worker_and_its_result_is_shown(world, logged, 
     page = dpo.get(VERIFICATION).content.decode()
     head = AccessLogEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
     assert "Chain verified" in page and f"through seq {head[0]}" in page and head[1] in page
-    assert f"file://{tmp_path}/anchors.log" in page and "1 heads, the last at seq" in page
+    assert f"file://{tmp_path}/anchors.log" in page and "1 head, the last at seq" in page
     assert "asked for by dpo" in page
     log_page = dpo.get(LOG)
     assert {s for i, s in statuses(log_page).items()
