@@ -472,6 +472,8 @@ ESCALATION_ALLOW_HTTP = env_bool("ESCALATION_ALLOW_HTTP", False)
 FIELDSYNC_BASE_URL = os.environ.get("FIELDSYNC_BASE_URL", "")
 CELERY_BEAT_SCHEDULE |= {
     "access-log-seal": {"task": "warden_app.accountability.tasks.access_log_seal_task", "schedule": 60.0},
+    # The full chain check, its result kept for the DPO's pages (accountability/verification.py).
+    "access-log-verify": {"task": "warden_app.accountability.tasks.access_log_verify_task", "schedule": 24 * 3600.0},
     "retention-erase-due": {"task": "warden_app.accountability.tasks.retention_erase_due", "schedule": 24 * 3600.0},
     "escalations-catch-up": {"task": "warden_app.accountability.tasks.escalations_catch_up", "schedule": 10 * 60.0},
 }

@@ -269,6 +269,15 @@ def desk(allowed: object, *, anonymous: Expect = DESK_LOGIN) -> dict[str, Expect
     return outcome(403, anonymous=anonymous, revoked=anonymous, supervisor=allowed)
 
 
+DOOR_LOGIN = to_login("/login/?next=")
+
+
+def dpo_page(allowed: object) -> dict[str, Expect]:
+    """The DPO's pages (/dpo/): the DPO only; admins and every other role get the 403 page,
+    the anonymous (and a handheld's token, which is no cookie) the front door's sign-in."""
+    return outcome(403, anonymous=DOOR_LOGIN, revoked=DOOR_LOGIN, dpo=allowed)
+
+
 def last_closed_month() -> str:
     first = date.today().replace(day=1)
     return (first - timedelta(days=40)).strftime("%Y-%m")
@@ -356,6 +365,9 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
     from warden_app.services.api_tokens import api_token_hash
 
     analyst_token_id = ApiToken.objects.get(token_hash=api_token_hash(ids["api_token_analyst"])).pk
+    from warden_app.models import AccessLogEntry
+
+    first_log_entry = AccessLogEntry.objects.order_by("id").values_list("id", flat=True).first()
     rows = [
         # Public: health probes, the API's description, the handheld app's shell.
         Row("get", "/healthz", "api", outcome(200)),
@@ -565,6 +577,23 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
             desk(Expect(200, check=both(contains(ids["device_warden_leigh"]), lacks(ids["device_warden_wigan"]))))),
         Row("post", f"/review/devices/{ids['device_warden_leigh']}/revoke", "web", desk(302)),
         Row("post", f"/review/devices/{ids['device_warden_wigan']}/revoke", "web", desk(404)),
+
+        # The DPO's pages: the DPO only, admins included in the refusal.
+        Row("get", "/dpo/", "web", dpo_page(200)),
+        Row("get", f"/dpo/entries/{first_log_entry}/", "web", dpo_page(200)),
+        Row("get", "/dpo/verification/", "web", dpo_page(200)),
+        Row("get", "/dpo/subjects/", "web", dpo_page(200)),
+        Row("post", "/dpo/subjects/", "web", dpo_page(Expect(200, check=contains("driver, 20s"))),
+            data={"description": "driver", "purpose": "SAR-1"}),
+        Row("post", "/dpo/subjects/export/", "web", dpo_page(Expect(200, check=contains("driver, 20s"))),
+            data={"description": "driver", "purpose": "SAR-1"}),
+        Row("post", f"/dpo/records/observation/{r['police_leigh']}/rectify/", "web", dpo_page(200),
+            data={"description": "HACKED", "justification": "SAR-1", "confirm": "yes"},
+            after=record_unchanged("police_leigh", allowed=("dpo",))),
+        Row("post", f"/dpo/records/observation/{r['police_leigh']}/restrict/", "web", dpo_page(200),
+            data={"restricted": "true", "justification": "SAR-1", "confirm": "yes"}),
+        Row("post", f"/dpo/records/observation/{r['police_leigh']}/erase/", "web", dpo_page(200),
+            data={"fields": ["description"], "justification": "SAR-1", "confirm": "yes"}),
     ]
     return rows + admin_rows(world)
 

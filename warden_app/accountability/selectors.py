@@ -15,6 +15,9 @@ from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
+from fieldsync import parsing
+from fieldsync.sync.errors import SyncError
+
 from ..models import AccessLogEntry, AccessLogSeal, AuditItem, Observation, RetentionPeriod, StreetAudit, User
 from ..models.areas import BNG_SRID
 from .chain import CONTENT_FIELDS, GENESIS, link_hash
@@ -32,6 +35,8 @@ class LogFilter:
     record_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Entries whose stated purpose holds this text (case-insensitive): the DPO's pages.
+    purpose_contains: str | None = None
 
     def q(self) -> Q:
         q = Q()
@@ -47,6 +52,8 @@ class LogFilter:
             q &= Q(at__gte=self.since)
         if self.until is not None:
             q &= Q(at__lt=self.until)
+        if self.purpose_contains:
+            q &= Q(purpose__icontains=self.purpose_contains)
         return q
 
     def describe(self) -> dict[str, Any]:
@@ -56,8 +63,24 @@ class LogFilter:
             "action": self.action, "record_type": self.record_type,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
+            # Typed text may name someone, and the log keeps what it holds for ever (as the
+            # admin's text search): that it was used, not what was typed.
+            "purpose_contains": "(text search)" if self.purpose_contains else None,
         }
         return {k: v for k, v in described.items() if v is not None}
+
+
+def log_actor(text: str) -> User:
+    """The person a log filter names: an id in ASCII digits, or a username (which may be
+    all digits too: then the id). SyncError for no such user."""
+    text = text.strip()
+    if len(text) > parsing.MAX_USERNAME_CHARS:
+        raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+    lookup = {"pk": parsing.integer("actor", text)} if text.isascii() and text.isdigit() else {"username": text}
+    actor = User.objects.filter(**lookup).first()
+    if actor is None:
+        raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+    return actor
 
 
 def access_log_page(flt: LogFilter, *, limit: int, before: int | None = None) -> tuple[list[dict], bool]:
@@ -225,6 +248,22 @@ class SubjectCriteria:
         names = [("name", self.name), ("description", self.description),
                  ("age_min", self.age_min), ("age_max", self.age_max)]
         return [key for key, value in names if value not in ("", None)]
+
+
+def subject_criteria(given) -> SubjectCriteria:
+    """The criteria from a request's parameters (the API's query, the DPO page's form):
+    name, description (at least 2 characters each), age or age_min/age_max (whole numbers).
+    SyncError for a bad one."""
+    age = parsing.integer("age", given.get("age"), minimum=0)
+    criteria = SubjectCriteria(
+        name=(given.get("name") or "").strip(), description=(given.get("description") or "").strip(),
+        age_min=age if age is not None else parsing.integer("age_min", given.get("age_min"), minimum=0),
+        age_max=age if age is not None else parsing.integer("age_max", given.get("age_max"), minimum=0),
+    )
+    for name in ("name", "description"):
+        if 0 < len(getattr(criteria, name)) < 2:
+            raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
+    return criteria
 
 
 def _like(term: str) -> str:

@@ -18,6 +18,15 @@ def access_log_seal_task() -> int:
     return access_log_seal().rows
 
 
+@shared_task(ignore_result=True)
+def access_log_verify_task(requested_by: str = "") -> bool | None:
+    """Daily, or when the DPO asks: recompute the whole chain, and keep the result for the
+    DPO's pages (accountability/verification.py)."""
+    from .verification import verification_run
+
+    return verification_run(requested_by=requested_by)["ok"]
+
+
 @shared_task(ignore_result=True, acks_late=True)
 def retention_erase_due() -> dict:
     """Daily: erase personal fields past their retention period, everywhere."""

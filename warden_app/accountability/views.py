@@ -18,9 +18,9 @@ from fieldsync.sync.errors import SyncError
 from fieldsync.sync.views import ERROR, ProtocolView
 
 from .. import permissions
-from ..models import AccessAction, Escalation, PartnerEndpoint, User
+from ..models import AccessAction, Escalation, PartnerEndpoint
 from .permissions import can_answer_subject_requests, can_view_escalation
-from .selectors import LogFilter, SubjectCriteria, access_log_page, escalation_record
+from .selectors import LogFilter, access_log_page, escalation_record, log_actor, subject_criteria
 from .services.access_log import access_log_consulted
 from .services.escalation import record_escalate
 from .services.subjects import (
@@ -116,14 +116,7 @@ class AccessLogView(ProtocolView):
     ])
     def get(self, request):
         q = request.query_params
-        actor = None
-        if q.get("actor"):
-            # An id in ASCII digits, or a username (which may be all digits too: then the id).
-            text = q["actor"].strip()
-            lookup = {"pk": parsing.integer("actor", text)} if text.isascii() and text.isdigit() else {"username": text}
-            actor = User.objects.filter(**lookup).first()
-            if actor is None:
-                raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        actor = log_actor(q["actor"]) if q.get("actor") else None
         action = q.get("action") or None
         if action and action not in AccessAction.values:
             raise SyncError("invalid", f"action: one of {', '.join(AccessAction.values)}",
@@ -173,15 +166,7 @@ class SubjectsView(ProtocolView):
     ])
     def get(self, request):
         q = request.query_params
-        age = parsing.integer("age", q.get("age"), minimum=0)
-        criteria = SubjectCriteria(
-            name=(q.get("name") or "").strip(), description=(q.get("description") or "").strip(),
-            age_min=age if age is not None else parsing.integer("age_min", q.get("age_min"), minimum=0),
-            age_max=age if age is not None else parsing.integer("age_max", q.get("age_max"), minimum=0),
-        )
-        for name in ("name", "description"):
-            if 0 < len(getattr(criteria, name)) < 2:
-                raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
+        criteria = subject_criteria(q)
         limit = parsing.page_limit(q.get("limit"), default=settings.ACCESS_LOG_PAGE_DEFAULT,
                                    maximum=settings.ACCESS_LOG_PAGE_MAX)
         records, more = subject_access_search(user=request.user, criteria=criteria, purpose=q.get("purpose", ""),

@@ -44,10 +44,12 @@ def _dpo(user) -> None:
 
 
 def subject_access_search(
-    *, user, criteria: SubjectCriteria, purpose: str, limit: int, after: uuid.UUID | None = None
+    *, user, criteria: SubjectCriteria, purpose: str, limit: int, after: uuid.UUID | None = None,
+    via: str = "dpo.subjects",
 ) -> tuple[list[dict], bool]:
     """Every record naming the person (a page of them), and the consultation row naming
-    the records returned, written in the same transaction as the read."""
+    the records returned, written in the same transaction as the read. `via` says which
+    door asked (the API, the DPO's pages, their export)."""
     _dpo(user)
     purpose = purpose_checked(purpose)
     if not criteria.given():
@@ -57,7 +59,7 @@ def subject_access_search(
         access_log_records(
             user=user, action=AccessAction.CONSULTATION, record_type="observation",
             record_ids=[r["id"] for r in records], purpose=purpose,
-            details={"via": "dpo.subjects", "criteria": criteria.given(), "returned": len(records)},
+            details={"via": via, "criteria": criteria.given(), "returned": len(records)},
         )
     return records, more
 
