@@ -77,7 +77,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, whose site gives a signed-in non-staff user the front door's 403
+    # page rather than a sign-in form (warden_app/front_door/admin_site.py).
+    "warden_app.front_door.admin_site.FieldsyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -246,9 +248,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "socke
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        # DRF's Basic, with the credentials parsed strictly (fieldsync/parsing.py).
+        # DRF's Basic, with the credentials parsed strictly (fieldsync/parsing.py). First: DRF
+        # answers 401 with the first class's challenge, and a session has none (it was 403
+        # without a challenge, so QGIS, GDAL and curl never asked for a password).
         "fieldsync.basic_auth.StrictBasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -352,7 +356,9 @@ SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request (403, 404, 400) is one line, not a traceback (fieldsync/log_filters.py).
+    "filters": {"client_errors_brief": {"()": "fieldsync.log_filters.ClientErrorsWithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_errors_brief"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")
