@@ -30,7 +30,7 @@ TEST_ENV    := $(LOAD_ENV); unset DEBUG; export FIELDSYNC_HTTPS=false
 .PHONY: help run test lint migrate seed static bench bench-peers system venv db stop-db clean
 
 help:
-	@echo "make run      install what is missing, migrate, seed demo data, serve on 127.0.0.1:$${PORT:-8000}"
+	@echo "make run      install what is missing, migrate, seed demo data, serve on 127.0.0.1:$${PORT:-8000} (front door at /)"
 	@echo "make test     install what is missing, ruff, then the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make lint     ruff check ."
 	@echo "make migrate  apply migrations        make seed   load the demo data"

@@ -8,6 +8,10 @@ from rest_framework.authentication import BasicAuthentication
 
 
 class StrictBasicAuthentication(BasicAuthentication):
+    # The challenge names the service (DRF's default realm is "api"); the same realm as the
+    # bearer schemes', so a client that keeps one password per realm asks once.
+    www_authenticate_realm = "fieldsync"
+
     def authenticate(self, request):
         # Imported here: DRF imports this class (its default authentication) while
         # fieldsync.sync.errors, which the parsers raise, is still being imported.

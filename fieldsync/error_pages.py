@@ -1,4 +1,7 @@
-"""Project-wide 404/500 handlers: API paths answer in the protocol's error shape."""
+"""Project-wide 400/403/404/500 handlers: API paths answer in the protocol's error shape, pages
+in HTML. The 403 page is the template `403.html` (the front door's "not open to you" page, with
+the reader's doors and sign-out: warden_app/templates/403.html); it is named, not imported, so
+the project does not depend on the domain's code."""
 import sys
 
 import psycopg
@@ -22,6 +25,15 @@ def not_found(request, exception=None):
     if _is_api(request):
         return JsonResponse({"code": "not_found", "message": "No such endpoint.", "fields": {}}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def permission_denied(request, exception=None):
+    """A PermissionDenied raised by a page (the review desk for a non-supervisor, …). DRF views
+    answer their own 401/403; this covers the plain Django views, under /api/ too."""
+    if _is_api(request):
+        return JsonResponse({"code": "permission_denied", "message": str(exception or "") or
+                             "You do not have permission to do this.", "fields": {}}, status=403)
+    return defaults.permission_denied(request, exception)
 
 
 def server_error(request):

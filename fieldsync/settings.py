@@ -4,6 +4,7 @@ Defaults are the safe production ones: DEBUG off, HTTPS-only cookies, HSTS. A lo
 demo opts out with DEBUG=true and FIELDSYNC_HTTPS=false (the Makefile does that).
 """
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -77,7 +78,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, whose site gives a signed-in non-staff user the front door's 403
+    # page rather than a sign-in form (warden_app/front_door/admin_site.py).
+    "warden_app.front_door.admin_site.FieldsyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -221,18 +224,44 @@ STORAGES = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Its own database index: clearing the cache never touches the Celery queues.
+REDIS_CACHE_URL = os.environ.get("REDIS_CACHE_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
+
+
+def _apart_from_the_demo(url: str) -> str:
+    """Redis databases 0 and 1 (make run's broker and cache, deploy/local/ensure-db.sh) as 2
+    and 3; any other database number as it is (a checkout given numbers of its own)."""
+    found = re.fullmatch(r"(rediss?://[^/]*)(?:/(\d*))?", url)
+    if not found:
+        return url
+    number = int(found.group(2) or 0)
+    moved = {0: 2, 1: 3}.get(number, number)
+    return f"{found.group(1)}/{moved}"
+
+
+# Under pytest (which sets PYTEST_VERSION before anything is imported) tests never share
+# Redis with make run: tasks a test queued would otherwise wait on make run's broker and its
+# worker would run them against the wrong database (Export DoesNotExist), and a test's
+# cache.clear() would empty the demo's cache. Written back to the environment too: Celery
+# reads CELERY_BROKER_URL from there ahead of these settings, and servers a test starts in a
+# subprocess inherit it.
+if os.environ.get("PYTEST_VERSION"):
+    REDIS_URL, REDIS_CACHE_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND = (
+        _apart_from_the_demo(url) for url in (REDIS_URL, REDIS_CACHE_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND))
+    os.environ.update(REDIS_URL=REDIS_URL, REDIS_CACHE_URL=REDIS_CACHE_URL, CELERY_BROKER_URL=CELERY_BROKER_URL,
+                      CELERY_RESULT_BACKEND=CELERY_RESULT_BACKEND)
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        # Its own database index: clearing the cache never touches the Celery queues.
-        "LOCATION": os.environ.get("REDIS_CACHE_URL", REDIS_URL.rsplit("/", 1)[0] + "/1"),
+        "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "fieldsync"),
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 # Nothing reads task results (state lives in the database), and storing them would make
 # queuing from a request wait on Redis when it is down.
@@ -246,9 +275,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "socke
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        # DRF's Basic, with the credentials parsed strictly (fieldsync/parsing.py).
+        # DRF's Basic, with the credentials parsed strictly (fieldsync/parsing.py). First: DRF
+        # answers 401 with the first class's challenge, and a session has none (it was 403
+        # without a challenge, so QGIS, GDAL and curl never asked for a password).
         "fieldsync.basic_auth.StrictBasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -352,7 +383,9 @@ SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request (403, 404, 400) is one line, not a traceback (fieldsync/log_filters.py).
+    "filters": {"client_errors_brief": {"()": "fieldsync.log_filters.ClientErrorsWithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_errors_brief"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 SYNC_ENROL_RATE = os.environ.get("SYNC_ENROL_RATE", "10/min")

@@ -25,5 +25,6 @@ urlpatterns = [
 ]
 
 handler400 = "fieldsync.error_pages.bad_request"
+handler403 = "fieldsync.error_pages.permission_denied"
 handler404 = "fieldsync.error_pages.not_found"
 handler500 = "fieldsync.error_pages.server_error"

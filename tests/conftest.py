@@ -36,3 +36,18 @@ def media(settings, tmp_path):
     root.mkdir()
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_tasks_left_on_the_broker():
+    """Tasks the suite queued and no worker ran (thumbnails, exports, escalations) are dropped
+    at the end: they belong to test databases that are gone. The broker is the tests' own
+    Redis database (settings: never make run's), so nothing of the demo is touched."""
+    yield
+    from fieldsync.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            app.control.purge(connection=connection)
+    except Exception:  # Redis down or gone: nothing can be left on it either
+        pass

@@ -51,6 +51,14 @@ ERROR = ErrorSerializer
 class ProtocolView(APIView):
     schema = ErrorResponsesSchema()
 
+    def get_authenticate_header(self, request):
+        # Every scheme the view takes, Basic first (RFC 9110 11.6.1 allows a list): DRF sends
+        # only the first class's, so a view taking a device token before Basic (revoke)
+        # challenged Bearer alone and QGIS, GDAL and curl never asked for a password.
+        challenges = [c for c in (a.authenticate_header(request) for a in self.get_authenticators()) if c]
+        challenges.sort(key=lambda c: not c.lower().startswith("basic"))
+        return ", ".join(dict.fromkeys(challenges)) or None
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         # PostgreSQL text cannot hold NUL, so no parameter may carry one: refused here, once,

@@ -182,7 +182,9 @@ ROLES = (  # who calls what (as in test_openapi_fuzz.CALLERS): a valid caller, s
     ("/api/v1/attachments/", "device"), ("/api/v1/records", "api_token"), ("/api/v1/exports", "api_token"),
     ("/api/v1/aggregates/", "basic:analyst"), ("/api/v1/dpo/", "basic:dpo"),
     ("/api/v1/escalations", "basic:supervisor_leigh"), ("/ogc/", "api_token"),
-    ("/review/", "session:supervisor_leigh"), ("/admin/", "session:admin"), ("/warden/", None), ("/", None),
+    ("/review/", "session:supervisor_leigh"), ("/admin/", "session:admin"), ("/warden/", None),
+    # The front door's workspaces, each as a role it opens to (front_door/doors.py); / and /login/ anonymous.
+    ("/analysis/", "session:analyst"), ("/partner/", "session:partner_fire"), ("/dpo/", "session:dpo"), ("/", None),
 )
 
 
@@ -221,7 +223,7 @@ def api_operations() -> list[Operation]:
 DESK_QUERY = {
     "/review/": ["state", "type", "area", "author", "date_from", "date_to", "page"],
     "/review/conflicts/": ["show", "page"], "/review/quarantine/": ["show", "page"],
-    "/review/login/": ["next"], "/api/schema/": ["format", "lang", "version"],
+    "/review/login/": ["next"], "/login/": ["next"], "/": ["next"], "/api/schema/": ["format", "lang", "version"],
 }
 # (Django's own "e", "all", "_popup" are read by Django alone.)
 ADMIN_QUERY = ["q", "o", "p", "_to_field"]
@@ -242,8 +244,9 @@ def _placeholders(route: str) -> str:
 def page_operations() -> list[Operation]:
     operations = []
     for route, _ in _routes(get_resolver().url_patterns):
-        if not route.startswith(("/review/", "/warden/", "/api/docs/", "/api/redoc/", "/api/schema/", "/healthz",
-                                 "/readyz")) or route.endswith("/logout/"):
+        if not (route in ("/", "/login/") or route.startswith((
+                "/review/", "/warden/", "/api/docs/", "/api/redoc/", "/api/schema/", "/healthz", "/readyz",
+                "/analysis/", "/partner/", "/dpo/"))) or route.endswith("/logout/"):
             continue
         path = _placeholders(route)
         operations.append(Operation(

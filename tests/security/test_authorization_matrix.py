@@ -261,6 +261,19 @@ def to_login(prefix: str) -> Expect:
 
 DESK_LOGIN = to_login("/review/login/?next=")
 ADMIN_LOGIN = to_login("/admin/login/?next=")
+FRONT_DOOR_LOGIN = to_login("/login/?next=")
+
+
+def admin_outcome(**staff) -> dict[str, Expect]:
+    """The admin site: the anonymous (and a revoked handheld's token, no cookie) go to its
+    sign-in; a signed-in non-staff user gets the front door's 403 page; staff as named."""
+    return outcome(403, anonymous=ADMIN_LOGIN, revoked=ADMIN_LOGIN, **staff)
+
+
+def door(*allowed: str) -> dict[str, Expect]:
+    """A workspace behind door_required: the anonymous go to the front door's sign-in, the
+    roles it opens to get the page, every other role the 403 page."""
+    return outcome(403, anonymous=FRONT_DOOR_LOGIN, revoked=FRONT_DOOR_LOGIN, **dict.fromkeys(allowed, 200))
 
 
 def desk(allowed: object, *, anonymous: Expect = DESK_LOGIN) -> dict[str, Expect]:
@@ -359,8 +372,8 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
     new_photo = png((1, 2, 3))
     new_sha = hashlib.sha256(new_photo).hexdigest()
     partner_params = f"?boundary_set=partnership-areas&period={last_closed_month()}"
-    aggregate = only({p: 200 for p in ("supervisor", "analyst", "partner", "admin")}, anonymous=403)
-    dpo_only = only({"dpo": 200}, anonymous=403)
+    aggregate = only({p: 200 for p in ("supervisor", "analyst", "partner", "admin")})
+    dpo_only = only({"dpo": 200})
     from warden_app.models import ApiToken
     from warden_app.services.api_tokens import api_token_hash
 
@@ -375,6 +388,14 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
         Row("get", "/api/schema/", "api", outcome(200), note="the API's description is public (no data)"),
         Row("get", "/api/docs/", "web", outcome(200)),
         Row("get", "/api/redoc/", "web", outcome(200)),
+        # The front door: sign-in for the anonymous, the home page of doors for anyone signed
+        # in; each workspace behind it opens to its roles (tests/warden/test_front_door.py).
+        Row("get", "/", "web", outcome(200)),
+        Row("get", "/login/", "web", outcome(200)),
+        Row("post", "/logout/", "web", outcome(to_login("/"))),
+        Row("get", "/analysis/", "web", door("supervisor", "analyst", "admin")),
+        Row("get", "/partner/", "web", door("supervisor", "analyst", "partner", "admin")),
+        Row("get", "/dpo/", "web", door("dpo")),
         Row("get", "/warden/", "web", outcome(200)),
         Row("get", "/warden/manifest.webmanifest", "web", outcome(200)),
         Row("get", "/warden/sw.js", "web", outcome(200)),
@@ -511,16 +532,16 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
             data={"justification": "SAR-1"}, content_type="application/json"),
 
         # Escalations: the area's supervisor and analysts; the requester and the DPO follow it.
-        Row("post", "/api/v1/escalations", "api", only({"supervisor": 202, "analyst": 202}, denied=404, anonymous=403),
+        Row("post", "/api/v1/escalations", "api", only({"supervisor": 202, "analyst": 202}, denied=404),
             data={"record_type": "observation", "record_id": r["council_leigh"], "endpoint": ids["endpoint"],
                   "purpose": "ASB case 2"}, content_type="application/json"),
-        Row("post", "/api/v1/escalations", "api", only({"analyst": 202}, denied=404, anonymous=403),
+        Row("post", "/api/v1/escalations", "api", only({"analyst": 202}, denied=404),
             data={"record_type": "observation", "record_id": r["council_wigan"], "endpoint": ids["endpoint"],
                   "purpose": "ASB case 3"}, content_type="application/json", note="another area"),
-        Row("get", "/api/v1/escalations/endpoints", "api", only(dict.fromkeys(SIGNED_IN, 200), anonymous=403),
+        Row("get", "/api/v1/escalations/endpoints", "api", only(dict.fromkeys(SIGNED_IN, 200)),
             note="names of partner systems, no secrets: any signed-in user"),
         Row("get", f"/api/v1/escalations/{ids['escalation']}", "api",
-            only({"supervisor": 200, "analyst": 200, "dpo": 200}, denied=404, anonymous=403)),
+            only({"supervisor": 200, "analyst": 200, "dpo": 200}, denied=404)),
 
         # OGC API - Features: the records API's readers, same scope and redaction.
         Row("get", "/ogc/", "api", only(dict.fromkeys(READERS, 200))),
@@ -636,9 +657,9 @@ def admin_target(world: SecurityWorld, model) -> object:
 
 def admin_page(allowed_for: dict[str, bool], *, check: Callable | None = None,
                redirect: bool = False) -> dict[str, Expect]:
-    """Admin site pages: the anonymous, non-staff and a revoked handheld go to the admin's login
-    page; staff get the page (200, or 302 for a saved form) or 403."""
-    expect = outcome(ADMIN_LOGIN)
+    """Admin site pages: the anonymous and a revoked handheld go to the admin's login page,
+    non-staff get the 403 page; staff get the page (200, or 302 for a saved form) or 403."""
+    expect = admin_outcome()
     for principal in STAFF:
         allowed = Expect(302) if redirect else Expect(200, check=check)
         expect[principal] = allowed if allowed_for.get(principal) else Expect(403)
@@ -649,17 +670,17 @@ def admin_rows(world: SecurityWorld) -> list[Row]:
     from django.contrib.auth.models import Group
 
     rows = [
-        Row("get", "/admin/", "web", outcome(ADMIN_LOGIN, dpo=200, admin=200)),
+        Row("get", "/admin/", "web", admin_outcome(dpo=200, admin=200)),
         Row("get", "/admin/login/", "web", outcome(200, dpo=to_login("/admin/"), admin=to_login("/admin/"))),
         # admin_view sends a non-staff caller of the logout page to the admin's index.
         Row("post", "/admin/logout/", "web", outcome(to_login("/admin/"), dpo=200, admin=200)),
-        Row("get", "/admin/password_change/", "web", outcome(ADMIN_LOGIN, dpo=200, admin=200)),
-        Row("get", "/admin/password_change/done/", "web", outcome(ADMIN_LOGIN, dpo=200, admin=200)),
-        Row("get", "/admin/autocomplete/", "web", outcome(ADMIN_LOGIN, dpo=403, admin=403)),
-        Row("get", "/admin/jsi18n/", "web", outcome(ADMIN_LOGIN, dpo=200, admin=200)),
-        Row("get", "/admin/sync/", "web", outcome(ADMIN_LOGIN, dpo=404, admin=200)),
-        Row("get", "/admin/warden_app/", "web", outcome(ADMIN_LOGIN, dpo=200, admin=200)),
-        Row("get", "/admin/no-such-page/", "web", outcome(ADMIN_LOGIN, dpo=404, admin=404)),
+        Row("get", "/admin/password_change/", "web", admin_outcome(dpo=200, admin=200)),
+        Row("get", "/admin/password_change/done/", "web", admin_outcome(dpo=200, admin=200)),
+        Row("get", "/admin/autocomplete/", "web", admin_outcome(dpo=403, admin=403)),
+        Row("get", "/admin/jsi18n/", "web", admin_outcome(dpo=200, admin=200)),
+        Row("get", "/admin/sync/", "web", admin_outcome(dpo=404, admin=200)),
+        Row("get", "/admin/warden_app/", "web", admin_outcome(dpo=200, admin=200)),
+        Row("get", "/admin/no-such-page/", "web", admin_outcome(dpo=404, admin=404)),
     ]
     from django.contrib.contenttypes.models import ContentType
 
@@ -667,7 +688,7 @@ def admin_rows(world: SecurityWorld) -> list[Row]:
 
     ct = ContentType.objects.get_for_model(Observation).pk
     rows.append(Row("get", f"/admin/r/{ct}/{world.records['police_leigh']}/", "web",
-                    outcome(ADMIN_LOGIN, dpo=404, admin=404), note="no record has a public page"))
+                    admin_outcome(dpo=404, admin=404), note="no record has a public page"))
     personal_text = lacks("Music from a parked car", "driver, 20s")
     for model in admin.site._registry:
         name, app = model._meta.model_name, model._meta.app_label
@@ -680,7 +701,7 @@ def admin_rows(world: SecurityWorld) -> list[Row]:
             # Admin pages leave personal fields out: they write no consultation log.
             rows.append(Row("get", path, "web", admin_page(allowed, check=personal_text), note=f"{name} {page}"))
         rows.append(Row("get", f"{base}{target}/", "web",
-                        outcome(ADMIN_LOGIN, dpo=to_login(pages["change"]), admin=to_login(pages["change"])),
+                        admin_outcome(dpo=to_login(pages["change"]), admin=to_login(pages["change"])),
                         note=f"{name}: old-style URL redirects to the change page"))
 
     # Escalation of privilege through the admin: the DPO's account is out of an admin's reach

@@ -42,7 +42,10 @@ def may_use_dpo_pages(user) -> bool:
 
 
 def may_use_admin(user) -> bool:
-    return _signed_in(user) and user.is_staff and permissions.can_manage(user)
+    """Exactly the admin site's own test (AdminSite.has_permission: active staff), so the door
+    shown always opens: the DPO is staff too (the access log's admin pages); what each one may
+    do inside is the model permissions' business."""
+    return _signed_in(user) and user.is_staff
 
 
 def may_hold_api_tokens(user) -> bool:
@@ -91,3 +94,10 @@ def doors_for(user) -> list[Door]:
 
 def door(key: str) -> Door:
     return BY_KEY[key]
+
+
+def door_at(path: str) -> Door | None:
+    """The door whose pages `path` is one of (the longest URL prefix), for the 403 page of a
+    view that refused with PermissionDenied rather than through door_required."""
+    found = [d for d in DOORS if d.url != "/" and path.startswith(d.url)]
+    return max(found, key=lambda d: len(d.url), default=None)

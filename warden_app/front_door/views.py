@@ -8,6 +8,7 @@ from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 
 from fieldsync.login_guard import GuardedLoginView
+from warden_app.roles import roles_of
 
 from .doors import Door, doors_for
 
@@ -26,7 +27,9 @@ def home(request: HttpRequest) -> HttpResponse:
     """Anonymous: the sign-in form. Signed in: the doors this user may open."""
     if not request.user.is_authenticated:
         return FrontDoorLoginView.as_view()(request)
-    return render(request, "front_door/home.html", {"doors": doors_for(request.user)})
+    return render(request, "front_door/home.html", {
+        "doors": doors_for(request.user), "has_role": bool(roles_of(request.user)),
+    })
 
 
 logout = auth_views.LogoutView.as_view(next_page=reverse_lazy("front_door:home"))
@@ -34,6 +37,6 @@ logout = auth_views.LogoutView.as_view(next_page=reverse_lazy("front_door:home")
 
 def door_closed(request: HttpRequest, closed: Door | None = None, reason: str = "") -> HttpResponse:
     """403 as a page a person can act on: what was refused, their own doors, and sign-out."""
-    return render(request, "front_door/door_closed.html", {
-        "closed": closed, "reason": reason, "doors": doors_for(request.user),
-    }, status=403)
+    # `exception` is what handler403 passes to the same template (403.html); none here.
+    return render(request, "front_door/door_closed.html", {"closed": closed, "reason": reason, "exception": ""},
+                  status=403)
