@@ -67,7 +67,8 @@ def mvt_tile(layer: str = "water") -> bytes:
     geometry = [9, _zigzag(512), _zigzag(512), 26, _zigzag(3072), _zigzag(0), _zigzag(0), _zigzag(3072),
                 _zigzag(-3072), _zigzag(0), 15]
     feature = _varint(3 << 3) + _varint(3) + _field(4, b"".join(_varint(v) for v in geometry))
-    body = _varint(15 << 3) + _varint(2) + _field(1, layer.encode()) + _field(2, feature) + _varint(5 << 3) + _varint(4096)
+    version, extent = _varint(15 << 3) + _varint(2), _varint(5 << 3) + _varint(4096)
+    body = version + _field(1, layer.encode()) + _field(2, feature) + extent
     return _field(3, body)
 
 
