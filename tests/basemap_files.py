@@ -111,15 +111,22 @@ def _directory(entries) -> bytes:
 
 def write_pmtiles(path: Path, tiles: dict[tuple[int, int, int], bytes], *, tile_type: int = 2,
                   tile_compression: int = 1, bounds=LEIGH_BOUNDS, leaf_size: int = 0,
-                  metadata: dict | None = None, header_overrides: dict | None = None) -> Path:
+                  metadata: dict | None = None, header_overrides: dict | None = None, runs: bool = False) -> Path:
     """A PMTiles v3 file, directories gzip'd; leaf_size > 0 puts entries in leaf directories
-    of that many entries each (so the reader's leaf path is exercised)."""
+    of that many entries each (so the reader's leaf path is exercised); runs stores
+    consecutive identical tiles once, as one entry with a run length."""
     data = b""
     entries = []
+    previous = None
     for (z, x, y), tile in sorted(tiles.items(), key=lambda item: zxy_to_tileid(*item[0])):
+        tile_id = zxy_to_tileid(z, x, y)
+        if runs and entries and tile == previous and entries[-1][0] + entries[-1][3] == tile_id:
+            entries[-1] = (*entries[-1][:3], entries[-1][3] + 1)  # the same bytes again: a longer run
+            continue
+        previous = tile
         if tile_compression == 2:
             tile = gzip.compress(tile)
-        entries.append((zxy_to_tileid(z, x, y), len(data), len(tile), 1))
+        entries.append((tile_id, len(data), len(tile), 1))
         data += tile
     leaves = b""
     if leaf_size:

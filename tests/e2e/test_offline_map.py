@@ -1,7 +1,7 @@
 """The handheld's map with no network: after signing in, the service worker keeps the imported
 base map's tiles for the user's areas (HANDHELD_TILE_ZOOMS, capped by HANDHELD_TILE_MAX), and
 with the browser offline and the page reloaded the map draws them, pixel for pixel; when the
-user's areas change, the kept tiles follow. Vector base maps draw through the vendored
+user's areas or the base map change, the kept tiles follow. Vector base maps draw through the vendored
 renderer. Every request stays on the live server."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.basemap_files import (
     TILE_COLOUR,
     leigh_png_tiles,
     mvt_tile,
+    png_tile,
     tiles_covering,
     write_mbtiles,
     write_pmtiles,
@@ -128,8 +129,8 @@ def test_the_handheld_keeps_its_areas_tiles_and_draws_them_offline(live_server, 
         assert aborted == []
 
 
-def test_the_kept_tiles_follow_the_users_areas_and_the_cap_is_explained(live_server, world, raster_basemap,
-                                                                        settings):
+def test_the_kept_tiles_follow_the_users_areas_and_base_map_and_the_cap_is_explained(
+        live_server, world, raster_basemap, settings, tmp_path):
     version = raster_basemap.version
     in_archive = set(tiles_covering(LEIGH_BOUNDS, range(10, 17)))
     up_to_15 = len(planned([LEIGH_BOX], (12, 15)) & in_archive)
@@ -158,6 +159,17 @@ def test_the_kept_tiles_follow_the_users_areas_and_the_cap_is_explained(live_ser
         paths = set(second["paths"])
         assert all(f"/tiles/{version}/{z}/{x}/{y}.png" in paths for z, x, y in west)
         assert second["key"] and second["key"] != first["key"]
+
+        # A new base map: the next online visit keeps its tiles and drops the old ones.
+        other = basemap_import(path=write_mbtiles(tmp_path / "other.mbtiles", {
+            coords: png_tile((20, 40, 220)) for coords in tiles_covering(LEIGH_BOUNDS, range(12, 15))}))
+        app.reload()
+        app.unlock()
+        app.poll(f"async () => (await caches.keys()).includes('fieldsync-tiles-{other.version}')"
+                 f" && !(await caches.keys()).includes('fieldsync-tiles-{version}')", timeout=60_000)
+        app.poll("() => document.documentElement.dataset.tiles === 'ready'", timeout=60_000)
+        third = app.page.evaluate(CACHE_JS, other.version)
+        assert third["paths"] and all(p.startswith(f"/tiles/{other.version}/") for p in third["paths"])
         app.assert_clean()
         assert aborted == []
 

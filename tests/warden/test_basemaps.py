@@ -127,6 +127,20 @@ def test_pmtiles_raster_with_leaf_directories(tmp_path):
     assert client.get(f"/tiles/{basemap.version}/{Z}/0/0.png").status_code == 204
 
 
+def test_pmtiles_run_lengths_serve_one_tile_for_many(tmp_path):
+    from warden_app.basemaps.archives import PMTiles
+
+    tiles = leigh_png_tiles()
+    tiles[(Z, X, Y)] = BLUE
+    path = write_pmtiles(tmp_path / "runs.pmtiles", tiles, runs=True, leaf_size=2)
+    archive = PMTiles(path)
+    assert any(run > 1 for _, _, _, run in
+               (e for entry in archive._root for e in archive._leaf(entry[1], entry[2])))
+    for coords, data in tiles.items():
+        assert archive.tile(*coords) == data, coords
+    assert archive.tile(Z, 0, 0) is None
+
+
 def test_gzipped_vector_tiles_keep_their_encoding(tmp_path):
     tiles = {(z, x, y): mvt_tile() for z, x, y in leigh_png_tiles(range(12, 14))}
     basemap = imported(write_pmtiles(tmp_path / "vector.pmtiles", tiles, tile_type=1, tile_compression=2))

@@ -42,8 +42,16 @@
     }
   });
   var bounds = focus.getBounds();
+  if (!window.fieldsyncMap.config().tiles) {
+    // No base map: the area's outline is the only thing to read the record's place against.
+    layer.eachLayer(function (l) {
+      if (l.feature.properties.kind === "area" && l.getBounds) {
+        bounds = bounds.isValid() ? bounds.extend(l.getBounds()) : l.getBounds();
+      }
+    });
+  }
   if (bounds.isValid()) {
-    map.fitBounds(bounds.pad(0.5), { maxZoom: 17 });
+    map.fitBounds(bounds.pad(0.2), { maxZoom: 17 });
   } else {
     var home = window.fieldsyncMap.config().home || { lat: 53.52, lng: -2.58, zoom: 12 };
     map.setView([home.lat, home.lng], home.zoom);
