@@ -23,6 +23,7 @@ from tests.e2e.handheld_support import GEO, Handheld, chromium_context, local_on
 from tests.sync.conftest import LEIGH_BOX, LEIGH_WEST_BOX, PASSWORD
 from warden_app.basemaps import store
 from warden_app.basemaps.store import basemap_import
+from warden_app.models import Observation
 from warden_app.services.teams import team_set_areas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -202,3 +203,34 @@ def test_a_vector_base_map_is_drawn_by_the_vendored_renderer(live_server, world,
     finally:
         store.forget_cached()
 
+
+
+def test_without_a_base_map_the_map_shows_outlines_and_a_poor_fix_needs_no_pin(live_server, world, settings):
+    settings.TILE_URL = ""
+    store.forget_cached()
+    with chromium_context(geolocation=POOR) as context:
+        aborted = local_only(context, live_server.url)
+        app = Handheld(context, live_server.url).open()
+        app.login("warden", PASSWORD)
+        open_location_map(app)
+        page = app.page
+        assert page.locator(".map").get_attribute("data-basemap") == "none"
+        page.locator(".map .leaflet-overlay-pane path").first.wait_for()  # outline and accuracy circle
+        assert page.locator(".map .leaflet-tile").count() == 0
+        assert page.locator(".map .leaflet-control-scale").is_visible()
+        assert page.locator(".map .map-note").inner_text().startswith("No base map")
+        assert "place a pin by your areas' outlines" in page.locator(".loc-status").inner_text()
+        app.screenshot("no-basemap-poor-fix")
+
+        page.get_by_label("Nuisance", exact=True).check()
+        page.get_by_label("Incident type").select_option(label="Trespass")
+        page.get_by_role("button", name="Use this fix (±400 m)").click()
+        page.get_by_text("Using the GPS fix as it is (±400 m).").wait_for()
+        page.get_by_role("button", name="Save observation").click()
+        app.wait_screen("home")
+        app.sync()
+        app.assert_clean()
+        assert aborted == []
+    observation = Observation.objects.get()
+    assert observation.accuracy_m == pytest.approx(400) and observation.fix_source == "network"
+    assert observation.location.x == pytest.approx(GEO["longitude"], abs=1e-6)

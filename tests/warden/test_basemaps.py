@@ -182,6 +182,11 @@ def test_page_policy_allows_the_tile_server_only_while_it_is_used(tmp_path, sett
     imported(mbtiles(tmp_path))
     assert "tiles.example.org" not in page_policy()
     assert "tiles.example.org" in page_policy(nonce="n")  # the admin's widget still draws TILE_URL
+    from warden_app.handheld.views import content_security_policy
+
+    assert "tiles.example.org" not in content_security_policy()
+    call_command("import_basemap", use="none")
+    assert "https://*.tiles.example.org" in content_security_policy()
 
 
 # --- files that are not base maps -------------------------------------------------------------
