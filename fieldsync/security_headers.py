@@ -5,7 +5,8 @@ and HSTS (settings.py), and XFrameOptionsMiddleware X-Frame-Options; Django 5.2 
 its own. This middleware adds one policy per kind of response (docs/security.md):
 
 - HTML pages: only this origin's scripts and styles, no inline script, images also from
-  data:/blob: (photos taken on the handheld, Leaflet's icons) and the configured tile server.
+  data:/blob: (photos taken on the handheld, Leaflet's icons) and the configured tile server
+  (TILE_URL, only while no imported base map, served from 'self' at /tiles/, is in use).
 - /admin/: the same plus a per-request nonce, which django-leaflet's admin widget puts on its
   inline map set-up script (LeafletGeoAdmin reads `request.csp_nonce`).
 - /api/docs/ and /api/redoc/: drf-spectacular's Swagger UI and our Redoc page inline their
@@ -23,6 +24,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 # The handheld takes fixes and photos; nothing else may use a device feature.
 PERMISSIONS_POLICY = "geolocation=(self), camera=(self), microphone=(), payment=(), usb=()"
@@ -44,8 +46,18 @@ def _join(directives: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
+def _external_tile_url() -> str:
+    """TILE_URL, unless the hook named by MAP_TILE_URL_IN_USE says an imported base map
+    (served from 'self') is in use instead. A dotted path: this package imports no domain."""
+    if not settings.TILE_URL:
+        return ""
+    hook = getattr(settings, "MAP_TILE_URL_IN_USE", "")
+    return import_string(hook)() if hook else settings.TILE_URL
+
+
 def page_policy(*, nonce: str = "", inline: bool = False) -> str:
-    tiles = tile_origin(settings.TILE_URL)
+    # The admin's map widget (django-leaflet) draws LEAFLET_CONFIG's tiles, always TILE_URL.
+    tiles = tile_origin(settings.TILE_URL if nonce else _external_tile_url())
     script = "'self'"
     style = "'self'"
     if nonce:

@@ -313,6 +313,12 @@ SPECTACULAR_SETTINGS = {
 # points at a public tile server unless an operator configures one.
 TILE_URL = os.environ.get("TILE_URL", "")
 TILE_ATTRIBUTION = os.environ.get("TILE_ATTRIBUTION", "")
+# Base maps imported with `manage.py import_basemap` live here (local disk: tiles are read by
+# seeking in the file), served at /tiles/<version>/… The base map in use (the last imported,
+# or the one chosen with `import_basemap --use`) wins over TILE_URL (docs/maps.md).
+BASEMAP_DIR = Path(os.environ.get("BASEMAP_DIR", BASE_DIR / "var" / "basemaps"))
+# Which TILE_URL page policies allow images from: none while an imported base map is in use.
+MAP_TILE_URL_IN_USE = "warden_app.basemaps.config.external_tile_url"
 LEAFLET_CONFIG = {
     "DEFAULT_CENTER": (53.52, -2.58),
     "DEFAULT_ZOOM": 12,
@@ -461,6 +467,15 @@ if not (1 <= HOTSPOT_CELL_M <= HOTSPOT_BANDWIDTH_M <= 10_000 and HOTSPOT_MIN_REC
 # sync after which it keeps records closed until the user signs in online again.
 HANDHELD_IDLE_LOCK_MINUTES = float(os.environ.get("HANDHELD_IDLE_LOCK_MINUTES", "5"))
 HANDHELD_MAX_DAYS_WITHOUT_SYNC = float(os.environ.get("HANDHELD_MAX_DAYS_WITHOUT_SYNC", "7"))
+# Zoom levels of the base map the handheld keeps for its user's areas ("12-17" or "14"), and
+# the most tiles it may keep: past it, the highest zooms are left out and the app says so.
+HANDHELD_TILE_ZOOMS = os.environ.get("HANDHELD_TILE_ZOOMS", "12-17")
+HANDHELD_TILE_MAX = env_int("HANDHELD_TILE_MAX", 3000)
+_zooms = HANDHELD_TILE_ZOOMS.split("-")
+if not (1 <= len(_zooms) <= 2 and all(z.isdigit() and int(z) <= 22 for z in _zooms)
+        and int(_zooms[0]) <= int(_zooms[-1]) and 0 <= HANDHELD_TILE_MAX <= 100_000):
+    raise ImproperlyConfigured("HANDHELD_TILE_ZOOMS is a zoom or a range like 12-17 (at most 22), "
+                               "HANDHELD_TILE_MAX a count from 0 to 100000")
 
 # --- accountability: access log chain, data subjects' rights, retention, escalation ---
 # (docs/accountability.md, docs/escalation.md; code in warden_app/accountability/)

@@ -7,6 +7,7 @@ urlpatterns = [
     path("api/v1/aggregates/", include("warden_app.aggregates.urls")),
     path("api/v1/", include("warden_app.accountability.urls")),  # dpo/…, escalations
     path("warden/", include("warden_app.handheld.urls")),
+    path("tiles/", include("warden_app.basemaps.urls")),
     path("review/", include("warden_app.review_desk.urls")),
     path("ogc/", include("warden_app.analysis.ogc_urls")),
     path("analysis/", include("warden_app.analysis_workspace.urls")),

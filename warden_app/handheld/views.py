@@ -19,6 +19,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from ..basemaps.config import VECTOR_RENDERER, external_tile_url, map_config
 from ..choices import (
     GRADED_ISSUE_TYPES,
     ActionTaken,
@@ -33,8 +34,11 @@ from ..choices import (
 SCOPE = "/warden/"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "handheld"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "handheld"
-# The parts of django-leaflet the app uses; the app itself is every file under static/handheld/.
+# The parts of django-leaflet and the site the app uses (the site's map module and the vector
+# renderer it loads); the app itself is every file under static/handheld/.
 LEAFLET_ASSETS = (
+    "site/map.js",
+    VECTOR_RENDERER,
     "leaflet/leaflet.js",
     "leaflet/leaflet.css",
     "leaflet/images/marker-icon.png",
@@ -58,10 +62,18 @@ def _assets() -> list[str]:
     return [*_app_assets(), *LEAFLET_ASSETS]
 
 
+def _tile_zooms() -> list[int]:
+    zooms = [int(z) for z in str(settings.HANDHELD_TILE_ZOOMS).split("-")]
+    return [zooms[0], zooms[-1]]
+
+
 def _policy() -> dict:
     return {
         "idleLockMinutes": float(getattr(settings, "HANDHELD_IDLE_LOCK_MINUTES", 5)),
         "maxDaysWithoutSync": float(getattr(settings, "HANDHELD_MAX_DAYS_WITHOUT_SYNC", 7)),
+        # The offline map: which zooms of the base map to keep for the user's areas, and the cap.
+        "tileZooms": _tile_zooms(),
+        "tileMax": int(settings.HANDHELD_TILE_MAX),
     }
 
 
@@ -76,15 +88,18 @@ def _version() -> str:
             digest.update(Path(found).read_bytes())
     for template in sorted(TEMPLATES.glob("*")):
         digest.update(template.read_bytes())
-    digest.update(json.dumps([_policy(), settings.TILE_URL, settings.STATIC_URL], sort_keys=True).encode())
+    # The base map's description too: a new one replaces the worker, which drops the old tiles.
+    digest.update(json.dumps([_policy(), map_config(), settings.STATIC_URL], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
 def _tile_origin() -> str:
-    """Origin of the configured tile server for the CSP (`{s}` subdomains as a wildcard)."""
-    if not settings.TILE_URL:
+    """Origin of the external tile server in use for the CSP (`{s}` subdomains as a wildcard);
+    none for an imported base map, which is served from 'self'."""
+    tile_url = external_tile_url()
+    if not tile_url:
         return ""
-    parts = urlsplit(settings.TILE_URL.replace("{s}", "tiles-sub"))
+    parts = urlsplit(tile_url.replace("{s}", "tiles-sub"))
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return ""
     host = parts.netloc.replace("tiles-sub", "*")
@@ -136,13 +151,12 @@ def shell(request):
         "scope": SCOPE,
         "swUrl": reverse("handheld-sw"),
         "version": _version(),
-        "tileUrl": settings.TILE_URL,
-        "tileAttribution": settings.TILE_ATTRIBUTION,
+        "mapConfig": map_config(),
         "gradedDefault": list(GRADED_ISSUE_TYPES),
         "labels": _labels(),
         **_policy(),
     }
-    return _secure(render(request, "handheld/app.html", {"config": config}))
+    return _secure(render(request, "handheld/app.html", {"config": config, "map_config": config["mapConfig"]}))
 
 
 @require_GET

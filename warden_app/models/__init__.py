@@ -2,6 +2,7 @@
 from .access_log import AccessAction, AccessLogEntry, AccessLogSeal
 from .api_tokens import ApiToken
 from .areas import Area, AreaGroupObjectPermission, AreaUserObjectPermission, BoundarySet
+from .basemaps import Basemap
 from .escalation import Escalation, PartnerEndpoint
 from .exports import Export
 from .forms import FormDefinition
@@ -21,6 +22,7 @@ __all__ = [
     "AreaGroupObjectPermission",
     "AreaUserObjectPermission",
     "AuditItem",
+    "Basemap",
     "BoundarySet",
     "Escalation",
     "Export",

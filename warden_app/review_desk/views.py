@@ -23,6 +23,7 @@ from fieldsync.login_guard import GuardedLoginView
 from fieldsync.sync.errors import SyncError
 from fieldsync.sync.services.devices import device_revoke
 
+from ..basemaps.config import map_config
 from ..services.api_tokens import api_token_create, api_token_revoke_own, api_tokens_of
 from ..services.review import conflict_resolve, quarantine_resolve, review_decide
 from . import selectors
@@ -100,7 +101,7 @@ def _record_response(request, record_type, record_id, form=None, status=200, ref
         form = ReviewDecisionForm(initial={"version": page.record.version})
     return render(request, "review_desk/record.html", {
         "page": page, "record": page.record, "form": form, "section": "queue",
-        "map_config": {"tile_url": settings.TILE_URL, "attribution": settings.TILE_ATTRIBUTION},
+        "map_config": map_config(),
     }, status=status)
 
 

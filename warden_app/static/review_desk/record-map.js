@@ -1,19 +1,15 @@
 /* The record page's map: the record, its route and items, and its area, drawn as
-   vectors from the page's own JSON. Tiles only when the server configures TILE_URL. */
+   vectors from the page's own JSON over the site's base map (site/map.js: the imported
+   base map, TILE_URL, or none with a note and a scale bar). */
 (function () {
   "use strict";
   var element = document.getElementById("record-map");
   var dataNode = document.getElementById("record-map-data");
-  if (!element || !dataNode || typeof L === "undefined") {
+  if (!element || !dataNode || typeof L === "undefined" || !window.fieldsyncMap) {
     return;
   }
   var data = JSON.parse(dataNode.textContent);
-  var configNode = document.getElementById("record-map-config");
-  var config = configNode ? JSON.parse(configNode.textContent) : {};
-  var map = L.map(element, { zoomControl: true, attributionControl: Boolean(config.tile_url) });
-  if (config.tile_url) {
-    L.tileLayer(config.tile_url, { attribution: config.attribution || "", maxZoom: 19 }).addTo(map);
-  }
+  var map = window.fieldsyncMap.create(element, { noHome: true });
   var styles = {
     area: { color: "#555", weight: 1, dashArray: "4 4", fill: false },
     route: { color: "#1f6feb", weight: 3 },
@@ -46,10 +42,19 @@
     }
   });
   var bounds = focus.getBounds();
+  if (!window.fieldsyncMap.config().tiles) {
+    // No base map: the area's outline is the only thing to read the record's place against.
+    layer.eachLayer(function (l) {
+      if (l.feature.properties.kind === "area" && l.getBounds) {
+        bounds = bounds.isValid() ? bounds.extend(l.getBounds()) : l.getBounds();
+      }
+    });
+  }
   if (bounds.isValid()) {
-    map.fitBounds(bounds.pad(0.5), { maxZoom: 17 });
+    map.fitBounds(bounds.pad(0.2), { maxZoom: 17 });
   } else {
-    map.setView([53.52, -2.58], 12);
+    var home = window.fieldsyncMap.config().home || { lat: 53.52, lng: -2.58, zoom: 12 };
+    map.setView([home.lat, home.lng], home.zoom);
   }
   element.setAttribute("data-ready", "true");
 })();

@@ -40,6 +40,17 @@ function areas(local) {
   return (local.state.session && local.state.session.areas) || [];
 }
 
+// Where the handheld's records are, as dots to find one's way on a map without a base map.
+function places(local) {
+  const out = [];
+  for (const rec of local.list()) {
+    const c = rec.local && rec.local.location && rec.local.location.coordinates;
+    if (Array.isArray(c) && typeof c[0] === "number" && typeof c[1] === "number") out.push({ lat: c[1], lng: c[0] });
+    if (out.length >= 500) break;
+  }
+  return out;
+}
+
 function banners(ctx, rec) {
   const { local } = ctx;
   if (!rec) return [];
@@ -199,7 +210,7 @@ export function showObservation(ctx, id) {
     { type: "checkbox", value: d.action_taken || [] });
   const persons = new PersonsField(d.persons_involved || [], !editable);
   const photos = new PhotoField({ existing: d.photos || [], local, maxBytes: maxPhotoBytes(local), disabled: !editable });
-  const loc = new LocationField({ areas: areas(local), existing: rec ? d : null });
+  const loc = new LocationField({ areas: areas(local), places: places(local), existing: rec ? d : null });
   ctx.onLeave(() => { photos.destroy(); loc.destroy(); });
 
   const save = h("button", { type: "submit", class: "btn primary", id: "save-observation" },
@@ -266,7 +277,7 @@ export function showAuditDetails(ctx, id) {
   const title = h("input", { id: "audit-title", maxlength: 200, value: d.title || "" });
   const notes = textarea("audit-notes", d.notes);
   const photos = new PhotoField({ existing: d.photos || [], local, maxBytes: maxPhotoBytes(local), disabled: !editable });
-  const loc = new LocationField({ areas: areas(local), existing: rec ? d : null });
+  const loc = new LocationField({ areas: areas(local), places: places(local), existing: rec ? d : null });
   ctx.onLeave(() => { photos.destroy(); loc.destroy(); });
   const error = h("p", { class: "error banner", role: "alert", hidden: true });
   const save = h("button", { type: "submit", class: "btn primary", id: "save-audit" },
@@ -368,7 +379,7 @@ export function showItem(ctx, auditId, itemId) {
   const agency = h("input", { id: "item-agency", maxlength: 120, value: d.responsible_agency || "" });
   const notes = textarea("item-notes", d.notes);
   const photos = new PhotoField({ existing: d.photos || [], local, maxBytes: maxPhotoBytes(local), disabled: !editable });
-  const loc = new LocationField({ areas: areas(local), existing: rec ? d : null });
+  const loc = new LocationField({ areas: areas(local), places: places(local), existing: rec ? d : null });
   ctx.onLeave(() => { photos.destroy(); loc.destroy(); });
   const showGrade = () => { gradeWrap.hidden = !graded.has(issue.value); };
   issue.addEventListener("change", showGrade);

@@ -1,7 +1,10 @@
 // Where a record was made: the current GPS fix (navigator.geolocation) with its accuracy and
-// source, or a pin placed by hand on a map when the fix is poor (> 50 m) or missing.
-// The map uses the project's own Leaflet; tiles only from the configured TILE_URL (none:
-// the user's areas are drawn as outlines, which is enough to place a pin).
+// source, or a pin placed by hand on a map when the fix is poor (> 50 m) or missing, or, by an
+// explicit tap, the poor fix itself (a fix never needs a pin on an empty map).
+// The map is the site's (static/site/map.js: the project's Leaflet, the base map the server
+// describes, kept offline by the service worker, a scale bar); over it the user's areas'
+// outlines, the records on this handheld and the fix with its accuracy circle, so that with
+// no base map at all there is still something to place a pin against.
 
 import { config, POOR_FIX_M } from "./config.js";
 import { button, h, uid } from "./dom.js";
@@ -18,8 +21,12 @@ function round(n, places = 7) {
 
 export class LocationField {
   // existing: {location, accuracy_m, fix_source} of a record being edited (kept unless changed)
-  constructor({ areas = [], existing = null } = {}) {
+  // places: [{lat, lng}] of records on this handheld, drawn as dots for orientation
+  constructor({ areas = [], existing = null, places = [] } = {}) {
     this.areas = areas;
+    this.places = places;
+    this.hasBasemap = Boolean(config.mapConfig && config.mapConfig.tiles);
+    this.nothingToDraw = !this.hasBasemap && !places.length && !areas.some((a) => a.geometry);
     this.fix = null;
     this.fixError = null;
     this.pin = null;
@@ -33,7 +40,9 @@ export class LocationField {
     this.statusEl = h("p", { class: "loc-status", id: `${id}-status`, role: "status", "aria-live": "polite" });
     this.errorEl = h("p", { class: "error", id: `${id}-err`, hidden: true });
     this.useFixBtn = button("Use current GPS fix", () => this.useGps(), { class: "btn secondary" });
-    this.pinBtn = button("Place a pin on the map", () => this.showMap(true), { class: "btn secondary" });
+    this.pinBtn = button("Place a pin on the map", () => this.showMap(true), { class: "btn secondary",
+      hidden: this.nothingToDraw });
+    this.poorFixBtn = button("Use this fix", () => this.usePoorFix(), { class: "btn secondary", hidden: true });
     this.centreBtn = button("Pin at map centre", () => this.pinAt(this.map.getCenter()),
       { class: "btn secondary", hidden: true });
     this.mapEl = h("div", { class: "map", id: `${id}-map`, hidden: true, role: "application",
@@ -42,7 +51,7 @@ export class LocationField {
     this.element = h("fieldset", { class: "location", "aria-describedby": `${id}-status ${id}-err` },
       h("legend", {}, "Location", h("span", { class: "req", "aria-hidden": "true" }, " *")),
       this.statusEl,
-      h("div", { class: "row" }, this.useFixBtn, this.pinBtn),
+      h("div", { class: "row" }, this.useFixBtn, this.poorFixBtn, this.pinBtn),
       h("div", { class: "map-wrap" }, this.mapEl, this.crosshair),
       this.centreBtn,
       this.errorEl,
@@ -79,6 +88,15 @@ export class LocationField {
     return !this.fix || this.fix.accuracy > POOR_FIX_M;
   }
 
+  // The user takes the poor fix as it is (its accuracy is recorded with it).
+  usePoorFix() {
+    if (!this.fix) return;
+    this.useGps();
+    this.mode = "poorfix";
+    this.setError("");
+    this.render();
+  }
+
   useGps() {
     this.mode = "gps";
     this.pin = null;
@@ -99,17 +117,42 @@ export class LocationField {
       text = `Manual pin at ${this.pin.lat.toFixed(5)}, ${this.pin.lng.toFixed(5)}.`;
     } else if (this.fix && !this.poor) {
       text = `GPS fix ±${Math.round(this.fix.accuracy)} m (${sourceOf(this.fix.accuracy).toUpperCase()}).`;
+    } else if (this.fix && this.mode === "poorfix") {
+      text = `Using the GPS fix as it is (±${Math.round(this.fix.accuracy)} m).`;
     } else if (this.fix) {
-      text = `The fix is poor (±${Math.round(this.fix.accuracy)} m): place a pin on the map.`;
+      const where = this.nothingToDraw ? "use it as it is, or wait for a better one"
+        : this.hasBasemap ? "place a pin on the map, or use it as it is"
+          : "place a pin by your areas' outlines (there is no base map), or use it as it is";
+      text = `The fix is poor (±${Math.round(this.fix.accuracy)} m): ${where}.`;
+    } else if (this.nothingToDraw) {
+      text = `${this.fixError || "Waiting for a GPS fix…"} There is no map to place a pin on here: `
+        + "the location will come from the GPS.";
     } else {
       text = `${this.fixError || "Waiting for a GPS fix…"} Place a pin on the map if it does not come.`;
     }
     this.statusEl.textContent = text;
     this.useFixBtn.hidden = this.mode === "gps";
+    this.poorFixBtn.hidden = !(this.fix && this.poor) || this.mode === "poorfix";
+    if (this.fix && this.poor) this.poorFixBtn.textContent = `Use this fix (±${Math.round(this.fix.accuracy)} m)`;
     if (this.mode === "gps" && (this.fix ? this.poor : this.waited || this.fixError)) this.showMap(false);
+    this.drawFix();
+  }
+
+  drawFix() {
+    const L = window.L;
+    if (!this.map || !L) return;
+    if (!this.fix) return;
+    const at = [this.fix.lat, this.fix.lon];
+    if (!this.fixCircle) {
+      this.fixCircle = L.circle(at, { radius: this.fix.accuracy, color: "#1f6feb", weight: 1, fillOpacity: 0.08,
+        interactive: false, className: "fix-circle" }).addTo(this.map);
+    } else {
+      this.fixCircle.setLatLng(at).setRadius(this.fix.accuracy);
+    }
   }
 
   showMap(manual) {
+    if (this.nothingToDraw) return; // no base map, no outline, no record: nothing to pin against
     if (manual) this.mode = "manual";
     this.mapEl.hidden = false;
     this.centreBtn.hidden = false;
@@ -127,8 +170,16 @@ export class LocationField {
       this.map.invalidateSize();
       return;
     }
-    this.map = L.map(this.mapEl, { keyboard: true, zoomControl: true, attributionControl: !!config.tileUrl });
-    if (config.tileUrl) L.tileLayer(config.tileUrl, { attribution: config.tileAttribution || "", maxZoom: 19 }).addTo(this.map);
+    if (!window.fieldsyncMap) {
+      this.statusEl.textContent += " (The map could not load.)";
+      return;
+    }
+    this.map = window.fieldsyncMap.create(this.mapEl, { noHome: true, config: config.mapConfig });
+    this.mapEl.dataset.basemapVersion = (config.mapConfig.tiles && config.mapConfig.tiles.version) || "";
+    for (const p of this.places) {
+      L.circleMarker([p.lat, p.lng], { radius: 4, color: "#57606a", weight: 1, fillOpacity: 0.5, interactive: false,
+        className: "place-marker" }).addTo(this.map);
+    }
     const outlines = this.areas.filter((a) => a.geometry).map((a) => ({ type: "Feature", geometry: a.geometry,
       properties: { name: a.name } }));
     let bounds = null;
@@ -139,10 +190,24 @@ export class LocationField {
     }
     const centre = this.pin || (this.fix && { lat: this.fix.lat, lng: this.fix.lon })
       || (this.existing && { lat: this.existing.location.coordinates[1], lng: this.existing.location.coordinates[0] });
-    if (centre) this.map.setView(centre, 17);
+    if (centre && !this.hasBasemap && bounds && bounds.isValid()) {
+      // Nothing under the pin but outlines: zoom out, centred on the fix, until the outlines are
+      // in view too, so there is something to aim by.
+      const b = L.latLngBounds(bounds.getSouthWest(), bounds.getNorthEast()).extend(centre);
+      const c = L.latLng(centre);
+      const dLat = Math.max(b.getNorth() - c.lat, c.lat - b.getSouth());
+      const dLng = Math.max(b.getEast() - c.lng, c.lng - b.getWest());
+      const around = L.latLngBounds([c.lat - dLat, c.lng - dLng], [c.lat + dLat, c.lng + dLng]);
+      this.map.setView(c, Math.min(17, this.map.getBoundsZoom(around, false, L.point(16, 16))));
+    } else if (centre) this.map.setView(centre, 17);
     else if (bounds && bounds.isValid()) this.map.fitBounds(bounds);
-    else this.map.setView([53.52, -2.58], 12);
+    else {
+      const home = (config.mapConfig.tiles && config.mapConfig.tiles.center) || config.mapConfig.home
+        || { lat: 53.52, lng: -2.58, zoom: 12 };
+      this.map.setView([home.lat, home.lng], home.zoom);
+    }
     this.map.on("click", (event) => this.pinAt(event.latlng));
+    this.drawFix();
     requestAnimationFrame(() => this.map && this.map.invalidateSize());
   }
 
@@ -175,7 +240,7 @@ export class LocationField {
       return { location: { type: "Point", coordinates: [round(this.pin.lng), round(this.pin.lat)] },
         accuracy_m: null, fix_source: "manual" };
     }
-    if (this.fix && !this.poor) {
+    if (this.fix && (!this.poor || this.mode === "poorfix")) {
       return { location: { type: "Point", coordinates: [round(this.fix.lon), round(this.fix.lat)] },
         accuracy_m: Math.round(this.fix.accuracy * 10) / 10, fix_source: sourceOf(this.fix.accuracy) };
     }
@@ -197,5 +262,6 @@ export class LocationField {
     this.watchId = null;
     if (this.map) this.map.remove();
     this.map = null;
+    this.fixCircle = null;
   }
 }

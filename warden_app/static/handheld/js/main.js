@@ -6,6 +6,7 @@ import { button, fmtTime, h } from "./dom.js";
 import { showAudit, showAuditDetails, showItem, showObservation } from "./forms.js";
 import { Local } from "./local.js";
 import { Syncer } from "./sync.js";
+import { cached as tilesCached, describeTiles, onTilesChange, plan as tilesPlan, refreshTiles } from "./tiles.js";
 import {
   MAX_PIN_FAILURES, WrongPin, createVault, metaGet, unlockVault, vaultExists, wipeEverything,
 } from "./vault.js";
@@ -470,6 +471,7 @@ export async function runSync(reason = "manual") {
   app.syncing = false;
   delete document.body.dataset.syncing;
   if (result.wiped || app.local !== local) return result;
+  if (result.ok) keepOfflineMap(local);
   const text = result.ok ? summaryText(result.summary) : errorText(result.error);
   setSyncMessage(text);
   if (reason === "manual" || reason === "online" || !result.ok) toast(text);
@@ -500,6 +502,39 @@ function syncBar(local) {
     h("p", { class: "hint" }, `Last successful sync: ${fmtTime(last) || "never"}.`),
     h("p", { class: "hint", "data-sync-message": "", role: "status", "aria-live": "polite" }, app.syncMessage),
     button("Sync now", () => runSync("manual"), { class: "btn primary", id: "sync-now" }));
+}
+
+// --- the offline map (tiles.js, kept by the service worker) ---------------------------------
+
+function keepOfflineMap(local, force = false) {
+  const areas = (local.state.session && local.state.session.areas) || [];
+  return refreshTiles(areas, { force }).catch(() => null);
+}
+
+// A paragraph saying what the offline map holds, kept up to date while the screen is shown.
+function offlineMapSection(local) {
+  const text = h("p", { id: "offline-map", role: "status", "aria-live": "polite" }, "Offline map: checking…");
+  const areas = (local.state.session && local.state.session.areas) || [];
+  const update = async () => {
+    const meta = await tilesCached().catch(() => null);
+    text.textContent = describeTiles(meta, tilesPlan(areas));
+  };
+  onLeave(onTilesChange((message) => {
+    if (message.type === "tiles-progress") text.textContent = `Fetching the offline map: ${message.done} of ${message.total} tiles…`;
+    else if (message.type === "tiles-failed") text.textContent = "The offline map could not be fetched: it is tried again at the next sync.";
+    else update();
+  }));
+  update();
+  const refresh = tilesPlan(areas) ? button("Refresh offline map", async () => {
+    if (!navigator.onLine) {
+      toast("Refreshing the offline map needs a connection.");
+      return;
+    }
+    text.textContent = "Fetching the offline map…";
+    await keepOfflineMap(local, true);
+  }, { class: "btn secondary", id: "refresh-offline-map" }) : null;
+  return h("section", { "aria-labelledby": "offline-map-h" },
+    h("h2", { id: "offline-map-h" }, "Offline map"), text, refresh);
 }
 
 function showHome() {
@@ -606,6 +641,7 @@ function showSync() {
         h("li", {}, `${st.quarantined.length} rejected change(s) in quarantine`),
         h("li", {}, `${st.missing_attachments.length} photo(s) the server is still waiting for`),
         h("li", { class: "hint" }, `Checked ${fmtTime(st.at)}`))) : null,
+    offlineMapSection(local),
     h("section", { "aria-labelledby": "log-h" },
       h("h2", { id: "log-h" }, "Sync log"),
       log.length ? h("ol", { class: "records", id: "sync-log" }, log) : h("p", { class: "empty" }, "No syncs yet.")));
@@ -632,6 +668,7 @@ function showSettings() {
       h("dt", {}, "Handheld"), h("dd", {}, session.label || ""),
       h("dt", {}, "Areas"), h("dd", {}, (session.areas || []).map((a) => a.name).join(", ") || "none"),
       h("dt", {}, "Records open only if synced within"), h("dd", {}, `${config.maxDaysWithoutSync} days`)),
+    offlineMapSection(local),
     button("Lock now", () => lock(), { class: "btn secondary" }),
     button("Sign out and delete local data", async () => {
       const waiting = local.outbox.length;
