@@ -246,7 +246,7 @@ def page_operations() -> list[Operation]:
     for route, _ in _routes(get_resolver().url_patterns):
         if not (route in ("/", "/login/") or route.startswith((
                 "/review/", "/warden/", "/api/docs/", "/api/redoc/", "/api/schema/", "/healthz", "/readyz",
-                "/analysis/", "/partner/", "/dpo/"))) or route.endswith("/logout/"):
+                "/analysis/", "/partner/", "/dpo/", "/tiles/"))) or route.endswith("/logout/"):
             continue
         path = _placeholders(route)
         operations.append(Operation(

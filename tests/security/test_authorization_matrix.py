@@ -399,6 +399,8 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
         Row("get", "/warden/", "web", outcome(200)),
         Row("get", "/warden/manifest.webmanifest", "web", outcome(200)),
         Row("get", "/warden/sw.js", "web", outcome(200)),
+        # Base-map tiles are public geography (docs/maps.md); no base map imported: 404 for all.
+        Row("get", "/tiles/0123456789abcdef/1/0/0.png", "web", outcome(404)),
 
         # Enrolment: each caller sends their own password (the anonymous and the thief a guess).
         Row("post", "/api/v1/devices/enrol", "enrol",
