@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from fieldsync import health
+from fieldsync import favicon, health
 from fieldsync.login_guard import GuardedAdminAuthenticationForm
 
 # The admin's sign-in shows the brute-force guard's lockout as a form error (login_guard.py).
@@ -21,6 +21,7 @@ urlpatterns = [
     ),
     path("healthz", health.liveness, name="healthz"),
     path("readyz", health.readiness, name="readyz"),
+    path("favicon.ico", favicon.favicon, name="favicon"),
     path("", include("warden_app.urls")),
 ]
 

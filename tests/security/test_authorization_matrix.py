@@ -385,6 +385,7 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
         # Public: health probes, the API's description, the handheld app's shell.
         Row("get", "/healthz", "api", outcome(200)),
         Row("get", "/readyz", "api", outcome(200)),
+        Row("get", "/favicon.ico", "web", outcome(302), note="a redirect to the static icon"),
         Row("get", "/api/schema/", "api", outcome(200), note="the API's description is public (no data)"),
         Row("get", "/api/docs/", "web", outcome(200)),
         Row("get", "/api/redoc/", "web", outcome(200)),
