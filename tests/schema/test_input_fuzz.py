@@ -245,8 +245,8 @@ def page_operations() -> list[Operation]:
     operations = []
     for route, _ in _routes(get_resolver().url_patterns):
         if not (route in ("/", "/login/") or route.startswith((
-                "/review/", "/warden/", "/api/docs/", "/api/redoc/", "/api/schema/", "/healthz", "/readyz", "/favicon.ico",
-                "/analysis/", "/partner/", "/dpo/", "/tiles/"))) or route.endswith("/logout/"):
+                "/review/", "/warden/", "/api/docs/", "/api/redoc/", "/api/schema/", "/healthz", "/readyz",
+                "/favicon.ico", "/analysis/", "/partner/", "/dpo/", "/tiles/"))) or route.endswith("/logout/"):
             continue
         path = _placeholders(route)
         operations.append(Operation(
