@@ -398,6 +398,15 @@ class Batch:
                 state.rejected_create = True
         return result
 
+    def refuse(self, m: Mutation, refused: str) -> dict:
+        """Reject `m` for what the database refused (after its savepoint rolled back) and
+        store the rejection: quarantine row and receipt, so a resend is a duplicate."""
+        result = self._reject(m, "constraint_violation", f"The database refused this change: {refused}.",
+                              {"data": _err("constraint_violation", refused)})
+        self._write_quarantine()
+        self._write_receipts()
+        return result
+
     def _remember(self, m: Mutation, result: dict) -> None:
         # The receipt keeps the outcome, never the record view a conflict answer carries: a
         # duplicate is answered from the receipt, and the record's values (and the sender's
@@ -921,27 +930,43 @@ def _push_batch(user, device, parsed: list[Mutation]) -> list[dict]:
 
 def _push_one_by_one(user, device, parsed: list[Mutation]) -> list[dict]:
     """Slow path after an unforeseen database error: each mutation in its own savepoint."""
-    results: list[dict] = []
     with transaction.atomic():
         # Taken here as well as in each savepoint's lock_and_load: rolling a savepoint back
         # releases the locks taken inside it, and the refusal's receipt is written after.
         _lock_user(user)
-        for m in parsed:
-            try:
-                with transaction.atomic():
-                    batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
-                    batch.apply()
-                    results.append(batch.results[0])
-            except REFUSED as exc:
-                batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
-                refused = _refusal(exc)
-                result = batch._reject(m, "constraint_violation", f"The database refused this change: {refused}.",
-                                       {"data": _err("constraint_violation", refused)})
-                batch._write_quarantine()
-                batch._write_receipts()
-                results.append(result)
+        results = [_decide_alone(user, device, m) for m in parsed]
         device_touch(device, "last_push_at", timezone.now())
     return results
+
+
+def _decide_alone(user, device, m: Mutation) -> dict:
+    """One mutation in its savepoint. A refusal by the database (a constraint, a value it
+    cannot hold) is the mutation's own and final: rejected, quarantined, receipted. A
+    deadlock or a serialization failure is the moment's, not the mutation's: it is tried
+    again, and if it persists the whole push is a 503 the handheld resends — storing it as
+    a permanent rejection would lose a change that was never wrong."""
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                batch = Batch(user=user, device=device, mutations=[_renumbered(m)])
+                batch.apply()
+                return batch.results[0]
+        except (*REFUSED, *RETRYABLE) as exc:
+            if not _transient(exc):
+                return Batch(user=user, device=device, mutations=[m]).refuse(m, _refusal(exc))
+            log.warning("replaying mutation %s: attempt %d failed with %s", m.mutation_id, attempt + 1,
+                        type(exc.__cause__ or exc).__name__)
+    raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
+                    headers={"Retry-After": "2"})
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lock or snapshot the mutation lost to another transaction, or a lost connection;
+    through Django's wrapper as well as psycopg's own class (pipeline mode, see retryable).
+    A unique violation is not: alone in its savepoint, a create that still collides lost
+    its race to another user's create of the same id, and is refused."""
+    transient = (OperationalError, psycopg.OperationalError)
+    return isinstance(exc, transient) or isinstance(exc.__cause__, transient)
 
 
 def _lock_user(user) -> None:
