@@ -48,7 +48,7 @@
     onEachFeature: function (f, layer) {
       var when = (f.properties.when || "").slice(0, 10);
       layer.bindTooltip((f.properties.what || "Record") + (when ? " · " + when : ""), { className: "map-tip" });
-      layer.on("click", function () { window.location.href = f.properties.url; });
+      layer.on("click", function () { if (!drawing) { window.location.href = f.properties.url; } });
     },
   }).addTo(map);
   overlays["Records of this page"] = points;
