@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 from django.http import QueryDict
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.dateparse import parse_datetime
 
 from fieldsync.sync.errors import SyncError
 
@@ -51,6 +54,12 @@ FIELD_LABELS = {
     "form_version": "Form version", "created_at": "Received", "updated_at": "Last changed",
 }
 HIDDEN_FIELDS = {"area_id", "route"}
+
+
+def shown_time(text: str | None) -> str:
+    """An API time (RFC 3339, UTC) as the partnership reads it: "30 Nov 2026 17:15"."""
+    moment = parse_datetime(text) if text else None
+    return date_format(timezone.localtime(moment), "j M Y H:i") if moment else (text or "")
 
 
 def label(name: str, code: Any) -> str:
@@ -96,7 +105,7 @@ def records_page(request, query: WorkspaceQuery) -> tuple[list[ListedRecord], bo
     for row in rows:
         props = orjson.loads(row[1])
         listed.append(ListedRecord(
-            id=props["id"], when=props.get(TIME_FIELD[query.record_type]),
+            id=props["id"], when=shown_time(props.get(TIME_FIELD[query.record_type])),
             what=_what(query.record_type, props), category=_category(query.record_type, props),
             area=props.get("area") or "", organisation=props.get("organisation") or "",
             review_state=label("review_state", props.get("review_state")), location=props.get("location"),
@@ -145,6 +154,8 @@ def record_read(request, record_type: str, record_id) -> RecordPage | None:
         if column.name in HIDDEN_FIELDS:
             continue
         value = props.get(column.name)
+        if column.kind == "time" and isinstance(value, str):
+            value = shown_time(value)
         if column.name in LABELS:
             value = (", ".join(label(column.name, v) for v in value) if isinstance(value, list)
                      else label(column.name, value))

@@ -14,7 +14,11 @@
       },
     }).addTo(group);
   }
-  if (group.getLayers().length) {
-    map.fitBounds(group.getBounds(), { maxZoom: 16, padding: [20, 20] });
+  // No zoom animation: a point's map is drawn at once, at street level.
+  var bounds = group.getLayers().length ? group.getBounds() : null;
+  if (bounds && bounds.getNorthEast().equals(bounds.getSouthWest())) {
+    map.setView(bounds.getCenter(), 16, { animate: false });
+  } else if (bounds) {
+    map.fitBounds(bounds, { maxZoom: 16, padding: [20, 20], animate: false });
   }
 })();

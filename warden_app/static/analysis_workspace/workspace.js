@@ -86,7 +86,7 @@
     fitted = shape.getBounds();
   }
   if (fitted && fitted.isValid()) {
-    map.fitBounds(fitted, { padding: [16, 16], maxZoom: 16 });
+    map.fitBounds(fitted, { padding: [16, 16], maxZoom: 16, animate: false });
   }
 
   function redraw() {
