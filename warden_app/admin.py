@@ -500,3 +500,4 @@ class AuditItemAdmin(RecordAdmin):
 
 # Access log, partner endpoints, retention periods, escalations.
 from .accountability import admin as _accountability_admin  # noqa: E402, F401
+from .analysis_workspace import admin as _analysis_workspace_admin  # noqa: E402, F401  (purpose-grant requests)

@@ -224,6 +224,10 @@ DESK_QUERY = {
     "/review/": ["state", "type", "area", "author", "date_from", "date_to", "page"],
     "/review/conflicts/": ["show", "page"], "/review/quarantine/": ["show", "page"],
     "/review/login/": ["next"], "/login/": ["next"], "/": ["next"], "/api/schema/": ["format", "lang", "version"],
+    # The analyst's map: the records API's filters, its kind of record and page.
+    "/analysis/": ["type", "from", "to", "qualifier", "incident_type", "issue_type", "grade", "area", "organisation",
+                   "review_state", "polygon", "after"],
+    "/analysis/exports/": ["requested"], "/analysis/grants/": ["sent"],
 }
 # (Django's own "e", "all", "_popup" are read by Django alone.)
 ADMIN_QUERY = ["q", "o", "p", "_to_field"]
@@ -282,7 +286,7 @@ class World:
             "record_type": "observation", "collectionId": "observations", "device_id": str(spare.device.pk),
             "sha256": "0" * 64, "object_id": "1", "export_id": "00000000-0000-0000-0000-000000000000",
             "escalation_id": "00000000-0000-0000-0000-000000000000", "conflict_id": world.records["council_leigh"],
-            "item_id": "1",
+            "item_id": "1", "token_id": "1",
         }
 
         self.sessions: dict[str, str] = {}  # username -> session cookie, for the current test

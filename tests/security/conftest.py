@@ -192,6 +192,15 @@ def build_security_world() -> SecurityWorld:
         user=users["supervisor_leigh"], record_type="observation", record_id=uuid.UUID(records["council_leigh"]),
         endpoint=endpoint.pk, purpose="ASB case 1").pk)
     ids["retention"] = RetentionPeriod.objects.create(record_type="observation", personal_days=365).pk
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from warden_app.services.purpose_requests import purpose_request_make
+
+    ids["purpose_request"] = purpose_request_make(
+        user=users["analyst"], record_type="observation", fields=["description"], purpose="repeat victims",
+        valid_from=None, valid_until=timezone.now() + timedelta(days=30)).pk
     ids["access_log_entry"] = AccessLogEntry.objects.order_by("id").values_list("id", flat=True).first()
     ids["api_token_analyst"] = api_token_create(user=users["analyst"], name="qgis")[1]
 

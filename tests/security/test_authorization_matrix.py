@@ -618,6 +618,28 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
             data={"restricted": "true", "justification": "SAR-1", "confirm": "yes"}),
         Row("post", f"/dpo/records/observation/{r['police_leigh']}/erase/", "web", dpo_page(200),
             data={"fields": ["description"], "justification": "SAR-1", "confirm": "yes"}),
+
+        # The analyst workspace: the records API's readers; a record outside the reader's
+        # scope is the same 404 page as one that does not exist; tokens only ever your own.
+        Row("get", "/analysis/?qualifier=nuisance", "web", door(*READERS)),
+        Row("get", "/analysis/?polygon=POINT(0%200)", "web", {**door(*READERS), **dict.fromkeys(READERS, Expect(400))}),
+        Row("get", f"/analysis/records/observation/{r['council_leigh']}", "web", door(*READERS)),
+        Row("get", f"/analysis/records/observation/{r['council_outside']}", "web",
+            {**door(*READERS), "analyst": Expect(404)}, note="outside every area the analyst may analyse"),
+        Row("get", f"/analysis/records/observation/{bogus}", "web", {**door(), **dict.fromkeys(READERS, Expect(404))}),
+        Row("get", "/analysis/exports/", "web", door(*READERS)),
+        Row("post", "/analysis/exports/", "web", {**door(), **dict.fromkeys(READERS, Expect(400))},
+            data={"type": "observation", "format": "exe"}),
+        Row("get", "/analysis/connect/", "web", door(*READERS)),
+        Row("post", "/analysis/connect/tokens", "web", door(*READERS), data={"name": "matrix"}),
+        Row("post", f"/analysis/connect/tokens/{analyst_token_id}/revoke", "web",
+            {**door(), **dict.fromkeys(READERS, Expect(404)), "analyst": Expect(302)},
+            after=token_alive_unless(analyst_token_id, "analyst")),
+        Row("get", "/analysis/grants/", "web", door(*READERS)),
+        Row("post", "/analysis/grants/", "web",
+            {**door(), "analyst": Expect(302), "supervisor": Expect(400), "admin": Expect(400)},
+            data={"record_type": "observation", "fields": ["description"], "purpose": "matrix",
+                  "valid_until": "2099-01-01"}, note="only analysts ask (others: the form again, nothing made)"),
     ]
     return rows + admin_rows(world)
 
@@ -636,6 +658,7 @@ ADMIN_RIGHTS = {
     "receipt": READ, "conflict": READ, "quarantinedmutation": READ,
     "observation": READ, "streetaudit": READ, "audititem": READ, "escalation": READ,
     "accesslogentry": set(),
+    "purposegrantrequest": READ,  # decided through the service, never added or deleted by hand
 }
 DPO_RIGHTS = {"accesslogentry": READ}
 

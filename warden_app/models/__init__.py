@@ -7,6 +7,7 @@ from .escalation import Escalation, PartnerEndpoint
 from .exports import Export
 from .forms import FormDefinition
 from .organisations import Organisation, User
+from .purpose_requests import PurposeGrantRequest
 from .records import AuditItem, Observation, StreetAudit
 from .retention import RetentionPeriod
 from .review import Review
@@ -32,6 +33,7 @@ __all__ = [
     "Organisation",
     "PartnerEndpoint",
     "PurposeGrant",
+    "PurposeGrantRequest",
     "RetentionPeriod",
     "Review",
     "SharingRule",
