@@ -55,11 +55,17 @@ function banners(ctx, rec) {
   const { local } = ctx;
   if (!rec) return [];
   const out = [];
+  const mine = local.isMine(rec);
+  if (!mine) {
+    out.push(h("p", { class: "banner", role: "note", id: "read-only-note" },
+      h("strong", {}, `Recorded by ${rec.server.author}: read only. `),
+      "You can look at it but not change it."));
+  }
   const review = rec.server && rec.server.review;
   if (review && review.state === "has_issues") {
     out.push(h("div", { class: "banner warn", role: "note", id: "review-note" },
       h("strong", {}, "Returned with issues. "), `Supervisor's note: ${review.note || "(none)"}`,
-      h("p", { class: "hint" }, "Correct the record and save: it goes back to your supervisor.")));
+      mine ? h("p", { class: "hint" }, "Correct the record and save: it goes back to your supervisor.") : null));
   } else if (review && review.state === "approved") {
     out.push(h("div", { class: "banner ok", role: "note" }, "Approved by your supervisor: locked, no more changes."));
   } else if (review && review.state === "rejected") {
@@ -69,15 +75,12 @@ function banners(ctx, rec) {
     out.push(h("div", { class: "banner bad", role: "alert" },
       h("strong", {}, `The server rejected the last change (${rec.issue.code}). `), rec.issue.message || "",
       ctx.errorsList(rec.issue.errors),
-      h("p", { class: "hint" }, rec.server ? "The form shows what the server holds; edit and save again."
-        : "Correct it and save: it will be sent again.")));
+      mine ? h("p", { class: "hint" }, rec.server ? "The form shows what the server holds; edit and save again."
+        : "Correct it and save: it will be sent again.") : null));
   }
   if (rec.conflict) {
     out.push(h("div", { class: "banner warn", role: "note" }, conflictReason(rec.conflict.reason),
-      " Your values are kept for your supervisor to decide; the form shows the server's."));
-  }
-  if (!local.isMine(rec)) {
-    out.push(h("p", { class: "banner", role: "note" }, `Recorded by ${rec.server.author}: read only.`));
+      mine ? " Your values are kept for your supervisor to decide; the form shows the server's." : null));
   }
   return out;
 }
@@ -92,6 +95,23 @@ const CONFLICT_REASONS = {
 
 function conflictReason(reason) {
   return CONFLICT_REASONS[reason] || "Your change clashed with a change on the server.";
+}
+
+// Personal fields the server left out of someone else's record (a pull is redacted for its
+// reader, docs/sync.md): shown as "Withheld", never as an empty field.
+function withheld(local, rec) {
+  if (!rec || !rec.server || local.isMine(rec)) return new Set();
+  const spec = local.state.manifest && local.state.manifest.record_types
+    && local.state.manifest.record_types[rec.type];
+  const personal = (spec && spec.personal_fields) || [];
+  const data = rec.server.data || {};
+  return new Set(personal.filter((name) => !(name in data)));
+}
+
+function withheldField(label, id) {
+  return h("div", { class: "field withheld", id },
+    h("span", { class: "label" }, label),
+    h("p", {}, "Withheld: not shared with your organisation."));
 }
 
 function notFound(ctx) {
@@ -193,6 +213,7 @@ export function showObservation(ctx, id) {
   if (!isNew && !rec) return notFound(ctx);
   const editable = isNew || local.canEdit(rec);
   const d = rec ? rec.local : {};
+  const hidden = withheld(local, rec);
   const form_ = formFor(local, "observation", d.form_version);
   const labels = config.labels;
   const qualifierCodes = enumOf(form_.schema, "qualifier") || Object.keys(labels.qualifier);
@@ -222,12 +243,13 @@ export function showObservation(ctx, id) {
       qualifier,
       field("Incident type", incident, { required: true }),
       field("Observed at", observed, { required: true }),
-      field("Description", description, { hint: "What happened, where exactly" }),
+      hidden.has("description") ? withheldField("Description", "withheld-description")
+        : field("Description", description, { hint: editable ? "What happened, where exactly" : null }),
       actions,
-      persons.element),
-    photos.element,
-    editable ? loc.element : h("p", { class: "hint" }, `Location: ${d.fix_source || "?"}`
-      + `${d.accuracy_m ? ` ±${Math.round(d.accuracy_m)} m` : ""}`),
+      hidden.has("persons_involved") ? withheldField("Persons involved", "withheld-persons") : persons.element),
+    hidden.has("photos") ? withheldField("Photos", "withheld-photos") : photos.element,
+    editable ? loc.element : h("p", { class: "hint" }, `Location: ${config.labels.fix_source[d.fix_source]
+      || "not recorded"}${d.accuracy_m ? ` (±${Math.round(d.accuracy_m)} m)` : ""}`),
     h("div", { class: "row" }, editable ? save : null, h("a", { class: "btn secondary", href: "#home" }, "Back")));
 
   form.addEventListener("submit", async (event) => {
@@ -255,9 +277,9 @@ export function showObservation(ctx, id) {
     };
     if (isNew && Number.isInteger(form_.version)) data.form_version = form_.version;
     save.disabled = true;
-    await local.save("observation", isNew ? crypto.randomUUID() : id, data, photos.newPhotos());
-    ctx.toast(isNew ? "Observation saved: it will be sent at the next sync." : "Changes saved.");
-    ctx.syncSoon();
+    const savedId = isNew ? crypto.randomUUID() : id;
+    await local.save("observation", savedId, data, photos.newPhotos());
+    ctx.saved("observation", savedId);
     ctx.go("#home");
   });
   ctx.render("observation", isNew ? "New observation" : describe("observation", d), form);
@@ -313,8 +335,7 @@ export function showAuditDetails(ctx, id) {
     save.disabled = true;
     const auditId = isNew ? crypto.randomUUID() : id;
     await local.save("street_audit", auditId, data, photos.newPhotos());
-    ctx.toast(isNew ? "Audit started." : "Audit saved.");
-    ctx.syncSoon();
+    ctx.saved("street_audit", auditId);
     ctx.go(`#audit/${auditId}`);
   });
   ctx.render("audit-details", isNew ? "Start street audit" : "Audit details", form);
@@ -331,8 +352,7 @@ export function showAudit(ctx, id) {
   const finish = button("Finish audit", async () => {
     finish.disabled = true;
     await local.save("street_audit", id, { finished_at: new Date().toISOString() });
-    ctx.toast("Audit finished.");
-    ctx.syncSoon();
+    ctx.saved("street_audit", id);
     ctx.go(`#audit/${id}`);
   }, { class: "btn primary", id: "finish-audit" });
   ctx.render("audit", describe("street_audit", d),
@@ -424,9 +444,9 @@ export function showItem(ctx, auditId, itemId) {
       data.form_version = version;
     }
     save.disabled = true;
-    await local.save("audit_item", isNew ? crypto.randomUUID() : itemId, data, photos.newPhotos());
-    ctx.toast("Item saved.");
-    ctx.syncSoon();
+    const savedId = isNew ? crypto.randomUUID() : itemId;
+    await local.save("audit_item", savedId, data, photos.newPhotos());
+    ctx.saved("audit_item", savedId);
     ctx.go(`#audit/${auditId}`);
   });
   ctx.render("item", isNew ? "New audit item" : describe("audit_item", d), form);
