@@ -337,6 +337,11 @@ class Handheld:
     def cache_names(self) -> list[str]:
         return self.page.evaluate("async () => await caches.keys()")
 
+    def log_statuses(self) -> list[str]:
+        """The sync log's outcomes, newest first (applied, merged, conflict, rejected, uploaded,
+        deleted, evicted, resync, error): the page says them in words, the tests read the codes."""
+        return self.page.locator("#sync-log li").evaluate_all("els => els.map((e) => e.dataset.status)")
+
     def text(self) -> str:
         return self.page.locator("body").inner_text()
 

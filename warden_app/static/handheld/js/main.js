@@ -663,7 +663,12 @@ const REJECTED_WORDS = {
   validation_failed: "Something in it is not valid. Open the record, correct what is listed and save again.",
   id_exists: "A record with the same identity is already on the server. Tell your supervisor.",
   photo_missing: "The photo is no longer on this phone: take it again if it is still needed.",
+  area_forbidden: "It is outside your areas. Open it, move the pin to where you patrol, and save again.",
 };
+
+export function rejectedWords(code, message) {
+  return REJECTED_WORDS[code] || `Not accepted${message ? `: ${message}` : ""}. Open the record, correct it and save again.`;
+}
 
 function logWords(entry) {
   switch (entry.status) {
@@ -671,8 +676,7 @@ function logWords(entry) {
     case "merged": return "Sent: combined with a change someone else made at the same time. Nothing to do.";
     case "conflict": return `Someone changed it at the same time. ${entry.reason ? conflictWords(entry.reason) : ""}`
       + "Your version is kept for your supervisor to decide: you do not need to enter it again.";
-    case "rejected": return REJECTED_WORDS[entry.code] || `Not accepted${entry.message ? `: ${entry.message}` : ""}. `
-      + "Open the record, correct it and save again.";
+    case "rejected": return rejectedWords(entry.code, entry.message);
     case "uploaded": return entry.message === "already on the server" ? "The server already had this photo."
       : "Photo sent.";
     case "error": return `The sync stopped${entry.message ? `: ${entry.message}` : ""}. It is tried again by itself; `
@@ -766,7 +770,7 @@ export function route() {
     return;
   }
   const [name, a, b] = (location.hash || "#home").slice(1).split("/");
-  const ctx = { local, render, go, toast, saved, onLeave, recordButton, recordBadges, errorsList };
+  const ctx = { local, render, go, toast, saved, onLeave, recordButton, recordBadges, errorsList, rejectedWords };
   switch (name) {
     case "obs": showObservation(ctx, a); break;
     case "audit":
