@@ -108,12 +108,6 @@ function withheld(local, rec) {
   return new Set(personal.filter((name) => !(name in data)));
 }
 
-function withheldField(label, id) {
-  return h("div", { class: "field withheld", id },
-    h("span", { class: "label" }, label),
-    h("p", {}, "Withheld: not shared with your organisation."));
-}
-
 function notFound(ctx) {
   ctx.render("missing", "Not on this handheld",
     h("p", {}, "This record is no longer on this handheld (deleted, or no longer in your areas)."),
@@ -231,9 +225,12 @@ export function showObservation(ctx, id) {
     { type: "checkbox", value: d.action_taken || [] });
   const persons = new PersonsField(d.persons_involved || [], !editable);
   const photos = new PhotoField({ existing: d.photos || [], local, maxBytes: maxPhotoBytes(local), disabled: !editable });
+  if (!editable) {
+    ctx.onLeave(() => photos.destroy());
+    return showObservationFacts(ctx, rec, hidden, photos);
+  }
   const loc = new LocationField({ areas: areas(local), places: places(local), existing: rec ? d : null });
   ctx.onLeave(() => { photos.destroy(); loc.destroy(); });
-
   const save = h("button", { type: "submit", class: "btn primary", id: "save-observation" },
     isNew ? "Save observation" : "Save changes");
   const form = h("form", { class: "stack", novalidate: true, id: "observation-form", "data-draft": editable },
@@ -243,13 +240,11 @@ export function showObservation(ctx, id) {
       qualifier,
       field("Incident type", incident, { required: true }),
       field("Observed at", observed, { required: true }),
-      hidden.has("description") ? withheldField("Description", "withheld-description")
-        : field("Description", description, { hint: editable ? "What happened, where exactly" : null }),
+      field("Description", description, { hint: "What happened, where exactly" }),
       actions,
-      hidden.has("persons_involved") ? withheldField("Persons involved", "withheld-persons") : persons.element),
-    hidden.has("photos") ? withheldField("Photos", "withheld-photos") : photos.element,
-    editable ? loc.element : h("p", { class: "hint" }, `Location: ${config.labels.fix_source[d.fix_source]
-      || "not recorded"}${d.accuracy_m ? ` (±${Math.round(d.accuracy_m)} m)` : ""}`),
+      persons.element),
+    photos.element,
+    loc.element,
     h("div", { class: "row" }, editable ? save : null, h("a", { class: "btn secondary", href: "#home" }, "Back")));
 
   form.addEventListener("submit", async (event) => {
@@ -283,6 +278,37 @@ export function showObservation(ctx, id) {
     ctx.go("#home");
   });
   ctx.render("observation", isNew ? "New observation" : describe("observation", d), form);
+  return null;
+}
+
+// A record this user may not change (someone else's, or approved): what it says, as text,
+// not as a form that looks fillable; withheld personal fields say so.
+function showObservationFacts(ctx, rec, hidden, photos) {
+  const d = rec.local;
+  const labels = config.labels;
+  const withheldText = h("em", { class: "withheld" }, "Withheld: not shared with your organisation.");
+  const persons = (d.persons_involved || []).map((p, i) => h("li", {}, `Person ${i + 1}: `
+    + [p.description, p.name, p.approx_age !== undefined && p.approx_age !== null ? `about ${p.approx_age}` : null]
+      .filter(Boolean).join(", ")));
+  const row = (term, id, value) => [h("dt", {}, term), h("dd", { id }, value)];
+  ctx.render("observation", describe("observation", d),
+    banners(ctx, rec),
+    h("dl", { class: "facts", id: "observation-facts" },
+      row("Qualifier", "fact-qualifier", labels.qualifier[d.qualifier] || "Not given"),
+      row("Incident type", "fact-incident", labels.incident_type[d.incident_type] || "Not given"),
+      row("Observed at", "fact-observed", fmtTime(d.observed_at) || "Not given"),
+      row("Description", "fact-description", hidden.has("description") ? withheldText.cloneNode(true)
+        : d.description || "None"),
+      row("Action taken", "fact-actions", (d.action_taken || []).map((a) => labels.action_taken[a] || a).join(", ")
+        || "None"),
+      row("Persons involved", "fact-persons", hidden.has("persons_involved") ? withheldText.cloneNode(true)
+        : persons.length ? h("ul", { class: "plain" }, persons) : "None"),
+      row("Location", "fact-location", `${labels.fix_source[d.fix_source] || "Not recorded"}`
+        + `${d.accuracy_m ? ` (±${Math.round(d.accuracy_m)} m)` : ""}`),
+      row("Status", "fact-status", h("span", { class: "badges" }, ctx.recordBadges(ctx.local, rec)))),
+    hidden.has("photos") ? h("p", { id: "fact-photos" }, h("strong", {}, "Photos: "), withheldText.cloneNode(true))
+      : photos.element,
+    h("div", { class: "row" }, h("a", { class: "btn secondary", href: "#home" }, "Back")));
   return null;
 }
 

@@ -720,11 +720,15 @@ function showSync() {
       photos.length ? h("p", {}, `${plural(photos.length, "photo", "photos")} waiting to upload.`) : null),
     st ? h("section", { "aria-labelledby": "server-h" },
       h("h2", { id: "server-h" }, "On the server"),
-      h("ul", { class: "plain" },
-        h("li", {}, `${plural(st.conflicts.length, "record", "records")} changed by two people at once, `
-          + "waiting for your supervisor"),
-        h("li", {}, `${plural(st.quarantined.length, "change", "changes")} not accepted, kept for your supervisor`),
-        h("li", {}, `${plural(st.missing_attachments.length, "photo", "photos")} the server is still waiting for`),
+      h("ul", { class: "plain", id: "server-status" },
+        st.conflicts.length ? h("li", {}, `${plural(st.conflicts.length, "record", "records")} changed by two `
+          + "people at once, waiting for your supervisor") : null,
+        st.quarantined.length ? h("li", {}, `${plural(st.quarantined.length, "change", "changes")} not accepted, `
+          + "kept for your supervisor") : null,
+        st.missing_attachments.length ? h("li", {}, `${plural(st.missing_attachments.length, "photo", "photos")} `
+          + "the server is still waiting for") : null,
+        st.conflicts.length || st.quarantined.length || st.missing_attachments.length ? null
+          : h("li", {}, "Nothing of yours is waiting there."),
         h("li", { class: "hint" }, `Checked ${fmtTime(st.at)}`))) : null,
     offlineMapSection(local),
     h("section", { "aria-labelledby": "log-h" },
