@@ -11,4 +11,6 @@ urlpatterns = [
     path("sync/pull", views.PullView.as_view(), name="sync-pull"),
     path("sync/status", views.StatusView.as_view(), name="sync-status"),
     path("attachments/<str:sha256>", views.AttachmentView.as_view(), name="sync-attachment"),
+    path("attachments/<str:sha256>/thumbnail", views.AttachmentThumbnailView.as_view(),
+         name="sync-attachment-thumbnail"),
 ]

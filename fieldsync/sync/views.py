@@ -5,7 +5,7 @@ import re
 
 import orjson
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -21,7 +21,7 @@ from .attachments import attachment_store
 from .auth import DeviceTokenAuthentication
 from .errors import SyncError
 from .models import Device
-from .photo_access import photo_visible
+from .photo_access import photo_read, photo_visible
 from .pull import pull_changes
 from .push import push_apply
 from .schema import (
@@ -272,3 +272,39 @@ class AttachmentView(DeviceView):
         # must not confirm someone else's evidence to whoever holds its hash (photo_access.py).
         found = bool(SHA256_PATH.fullmatch(sha256)) and photo_visible(request.user, sha256)
         return HttpResponse(status=200 if found else 404)
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY,
+                              (200, "image/webp"): OpenApiTypes.BINARY, 400: ERROR, 401: ERROR, 404: ERROR},
+                   summary="A stored photo, to a device whose user may see it (added)")
+    def get(self, request, sha256):
+        return photo_response(request, sha256, thumbnail=False)
+
+
+class AttachmentThumbnailView(DeviceView):
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY,
+                              (200, "image/webp"): OpenApiTypes.BINARY, 400: ERROR, 401: ERROR, 404: ERROR},
+                   summary="A stored photo's 320 px JPEG thumbnail (the photo until it is made), to a device "
+                           "whose user may see it (added)")
+    def get(self, request, sha256):
+        return photo_response(request, sha256, thumbnail=True)
+
+
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+def photo_response(request, sha256: str, *, thumbnail: bool) -> FileResponse:
+    """The bytes of a photo the user may see (the HEAD rule), logged as a consultation of the
+    records naming it; 404 alike for one not stored and one not theirs."""
+    if not SHA256_PATH.fullmatch(sha256):
+        raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
+                        fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
+    read = photo_read(user=request.user, device=request.auth, sha256=sha256, thumbnail=thumbnail)
+    if read is None:
+        raise SyncError("not_found", "No such photo, or not one you may see.", status_code=404)
+    response = FileResponse(read.handle, content_type=read.content_type if read.content_type in PHOTO_TYPES
+                            else "application/octet-stream")
+    # Evidence: never kept by a proxy, nor unencrypted in the handheld browser's cache.
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = f'inline; filename="{sha256[:12]}{"-thumb" if thumbnail else ""}"'
+    return response

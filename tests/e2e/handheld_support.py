@@ -143,10 +143,10 @@ def sign_in(page, username: str, password: str, lands_on: str):
 class Handheld:
     """The app in one page, driven through its labels and buttons."""
 
-    def __init__(self, context, base_url: str):
+    def __init__(self, context, base_url: str, page=None):
         self.context = context
         self.base = base_url
-        self.page = context.new_page()
+        self.page = page or context.new_page()  # a walk's page (tests/e2e/walk.py) drives the app too
         self.errors: list[str] = []
         self.console: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -336,6 +336,11 @@ class Handheld:
 
     def cache_names(self) -> list[str]:
         return self.page.evaluate("async () => await caches.keys()")
+
+    def log_statuses(self) -> list[str]:
+        """The sync log's outcomes, newest first (applied, merged, conflict, rejected, uploaded,
+        deleted, evicted, resync, error): the page says them in words, the tests read the codes."""
+        return self.page.locator("#sync-log li").evaluate_all("els => els.map((e) => e.dataset.status)")
 
     def text(self) -> str:
         return self.page.locator("body").inner_text()

@@ -46,7 +46,7 @@ def test_deleted_elsewhere_and_evicted_records_disappear_after_sync(live_server,
         app.go("#sync")
         app.wait_screen("sync")
         log = app.page.locator("#sync-log").inner_text()
-        assert "deleted" in log and "Deleted on the server" in log
+        assert "deleted" in app.log_statuses() and "Deleted on the server" in log
 
         # The team loses Leigh: the colleague's record may no longer be held (evict), the
         # warden's own open records stay (they follow their author).
@@ -57,7 +57,8 @@ def test_deleted_elsewhere_and_evicted_records_disappear_after_sync(live_server,
         assert not record_shown(app, "obs", colleague_id)
         app.go("#sync")
         app.wait_screen("sync")
-        assert "evicted" in app.page.locator("#sync-log").inner_text()
+        assert "evicted" in app.log_statuses()
+        assert "No longer yours to hold" in app.page.locator("#sync-log").inner_text()
         app.home()
         assert "Street drinking" in app.page.locator("#my-records").inner_text()
         app.assert_clean()
@@ -93,13 +94,13 @@ def test_record_returned_with_issues_is_fixed_offline_with_two_edits_on_one_base
         app.wait_screen("home")
         app.go("#sync")
         app.wait_screen("sync")
-        waiting = app.page.locator("#outbox-list").inner_text()
-        assert waiting.count("update (base v2)") == 2, waiting  # both carry the version last seen
+        waiting = app.page.locator('#outbox-list li[data-op="update"][data-base-version="2"]')
+        assert waiting.count() == 2, app.page.locator("#outbox-list").inner_text()  # both carry the version last seen
 
         app.go_online()
         app.sync()
-        log = app.page.locator("#sync-log").inner_text()
-        assert "conflict" not in log and "rejected" not in log, log
+        statuses = app.log_statuses()
+        assert "conflict" not in statuses and "rejected" not in statuses, statuses
         app.home()
         assert app.page.locator("#returned-list").count() == 0
         app.assert_clean()
@@ -126,8 +127,8 @@ def test_resync_required_drops_cursor_and_copies_but_keeps_the_outbox(live_serve
         app.sync()
         app.go("#sync")
         app.wait_screen("sync")
-        log = app.page.locator("#sync-log").inner_text()
-        assert "resync" in log and "applied" in log, log
+        statuses = app.log_statuses()
+        assert "resync" in statuses and "applied" in statuses, statuses
         assert record_shown(app, "obs", colleague_id)
         app.assert_clean()
     assert Observation.objects.filter(description="Waiting while the server forgets cursors").exists()
@@ -193,21 +194,22 @@ def test_a_rejected_change_stays_visible_with_its_reasons_until_fixed(live_serve
         app.new_observation(description="Seen while passing through Wigan")
         app.sync()
         log = app.page.locator("#sync-log").inner_text()
-        assert "rejected" in log and "area_forbidden" in log, log
+        assert app.log_statuses()[0] == "rejected" and "outside your areas" in log, log
+        assert "area_forbidden" not in log  # words, not codes
         app.home()
         assert "Needs attention" in app.text() and "Change rejected" in app.text()
         assert Observation.objects.count() == 0
 
         app.page.get_by_role("link", name="Observation: Street drinking").first.click()
         app.wait_screen("observation")
-        assert "area_forbidden" in app.page.locator(".banner.bad").inner_text()
+        assert "outside your areas" in app.page.locator(".banner.bad").inner_text()
         context.set_geolocation(GEO)  # back in Leigh
         app.page.get_by_role("button", name="Use current GPS fix").click()
         app.wait_fix()
         app.page.get_by_role("button", name="Save changes").click()
         app.wait_screen("home")
         app.sync()
-        assert app.page.locator("#sync-log li").first.inner_text().count("applied") == 1
+        assert app.log_statuses()[0] == "applied"
         app.home()
         assert "Needs attention" not in app.text()
         app.assert_clean()

@@ -458,6 +458,16 @@ def matrix_rows(world: SecurityWorld) -> list[Row]:
             outcome(404, **on_device, foreign_warden=200), note="a Wigan warden's photo"),
         Row("head", f"/api/v1/attachments/{hashlib.sha256(b'never stored').hexdigest()}", "device",
             outcome(404, **on_device)),
+        # GET hands the bytes (and the thumbnail) to exactly those HEAD answers 200 (added for the
+        # handheld's sent photos), logged as a consultation of the record naming it.
+        Row("get", f"/api/v1/attachments/{photo_sha}", "device",
+            outcome(404, **on_device, warden=200, supervisor=200), note="a Leigh warden's photo"),
+        Row("get", f"/api/v1/attachments/{photo_sha}/thumbnail", "device",
+            outcome(404, **on_device, warden=200, supervisor=200), note="a Leigh warden's photo's thumbnail"),
+        Row("get", f"/api/v1/attachments/{ids['photo_wigan']}", "device",
+            outcome(404, **on_device, foreign_warden=200), note="a Wigan warden's photo"),
+        Row("get", f"/api/v1/attachments/{hashlib.sha256(b'never stored').hexdigest()}/thumbnail", "device",
+            outcome(404, **on_device)),
         # A record may name only photos its author may see (or not stored and named by nobody).
         Row("post", "/api/v1/sync/push", "device",
             outcome(Expect(200, check=push_photo_refused), **on_device,

@@ -287,7 +287,8 @@ PROBED_DECIDERS = {
     "fieldsync/sync/shown.py:record_view": "POST /api/v1/sync/push (conflict answers)",
     "fieldsync/sync/shown.py:conflict_values": "GET /api/v1/sync/status",
     "fieldsync/sync/photo_access.py:_photos_shown": "HEAD /api/v1/attachments/<sha> (an answer of 200 or 404 "
-                                                    "only; its rows in the matrix) and photos a push may name",
+                                                    "only; its rows in the matrix), GET of the photo and its "
+                                                    "/thumbnail (the bytes), and photos a push may name",
     "warden_app/sync_types.py:visible_fields": "the engine's policy hook (pull, push, status)",
     "warden_app/review_desk/selectors.py:visible_fields_of": "the desk's record, photo and conflict pages",
     "warden_app/review_desk/selectors.py:record_page": "GET /review/records/<type>/<id>/",

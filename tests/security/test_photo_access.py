@@ -174,3 +174,79 @@ def test_a_colleague_who_may_see_the_photo_may_name_it(world):
     assert create(leigh, photos=[evidence])["status"] == "applied"
     assert any(evidence in (c.get("data") or {}).get("photos", []) for c in supervisor.pull_all())
     assert create(supervisor, photos=[evidence])["status"] == "applied"
+
+
+# --- GET /api/v1/attachments/<sha> and its thumbnail: the bytes, to who may see them ----------
+
+def get_photo(handheld, sha: str, suffix: str = ""):
+    return handheld.client.get(f"/api/v1/attachments/{sha}{suffix}", **handheld.auth)
+
+
+def test_get_hands_a_photo_and_its_thumbnail_only_to_who_may_see_it_and_logs_each(world):
+    """The handheld shows a sent photo from the server once its own copy is dropped. The
+    bytes go only where HEAD says 200, each read is a consultation of the record naming it,
+    never cached by a proxy nor sniffed as something else."""
+    from fieldsync.sync.tasks import attachment_thumbnail
+    from tests.analysis.conftest import last_log_id, reads_logged
+
+    leigh, wigan, pcso = world.handheld("warden_leigh"), world.handheld("warden_wigan"), world.handheld("pcso_leigh")
+    supervisor = world.handheld("supervisor_leigh")
+    photo = png((90, 10, 10))
+    evidence = upload(leigh, photo)
+    record = create(leigh, photos=[evidence])
+    assert record["status"] == "applied"
+    attachment_thumbnail(evidence)
+    wigan_photo = upload(wigan, png((10, 90, 10)))
+    assert create(wigan, at=IN_WIGAN, photos=[wigan_photo])["status"] == "applied"
+
+    since = last_log_id()
+    full = get_photo(leigh, evidence)
+    assert full.status_code == 200 and b"".join(full.streaming_content) == photo
+    assert full["Content-Type"] == "image/png"
+    assert "private" in full["Cache-Control"] and "no-store" in full["Cache-Control"]
+    assert full["X-Content-Type-Options"] == "nosniff"
+    thumb = get_photo(supervisor, evidence, "/thumbnail")
+    assert thumb.status_code == 200 and thumb["Content-Type"] == "image/jpeg"
+    assert b"".join(thumb.streaming_content)[:3] == b"\xff\xd8\xff"
+    rows = reads_logged(since)
+    assert [(r.actor.username, r.record_type, [str(i) for i in r.record_ids], r.purpose) for r in rows] == [
+        ("warden_leigh", "observation", [record["id"]], "photo to the user's handheld"),
+        ("supervisor_leigh", "observation", [record["id"]], "photo thumbnail to the user's handheld"),
+    ]
+    assert rows[0].device_id is not None
+
+    # The attacker's requests: another area's photo, a council warden's photo to the police
+    # PCSO of the same area (personal: not shared), a photo never stored. 404 alike, no bytes, no log.
+    since = last_log_id()
+    absent = hashlib.sha256(b"never stored at all").hexdigest()
+    answers = [get_photo(wigan, evidence), get_photo(wigan, evidence, "/thumbnail"), get_photo(pcso, evidence),
+               get_photo(leigh, wigan_photo), get_photo(leigh, absent), get_photo(leigh, absent, "/thumbnail")]
+    assert [a.status_code for a in answers] == [404] * 6
+    assert {a.json()["code"] for a in answers} == {"not_found"}
+    assert answers[0].content == get_photo(wigan, absent).content
+    assert reads_logged(since) == []
+
+    # Malformed addresses: 400 (or no route at all), never a file of the storage.
+    for bad in (evidence.upper(), evidence[:63], evidence + "0", "٣" * 64, "..%2F..%2Fsettings.py",
+                "%2e%2e", evidence[:60] + "%00aa"):
+        for suffix in ("", "/thumbnail"):
+            answer = get_photo(leigh, bad, suffix)
+            assert answer.status_code in (400, 404), (bad, answer.status_code)
+            assert answer["Content-Type"].startswith("application/json"), bad
+    assert get_photo(leigh, "٣" * 64).status_code == 400  # unicode digits are not hex
+    assert reads_logged(since) == []
+
+    # No token, and a revoked handheld: 401, nothing handed over.
+    from fieldsync.sync.services.devices import device_revoke
+
+    assert leigh.client.get(f"/api/v1/attachments/{evidence}").status_code == 401
+    device_revoke(device=_device(leigh), by=world.users["supervisor_leigh"])
+    assert get_photo(leigh, evidence).status_code == 401
+    assert get_photo(leigh, evidence, "/thumbnail").status_code == 401
+    assert reads_logged(since) == []
+
+
+def _device(handheld):
+    from fieldsync.sync.models import Device
+
+    return Device.objects.get(pk=handheld.device_id)

@@ -97,3 +97,19 @@ export class Api {
     return this.request(`attachments/${sha256}`, { method: "PUT", body: bytes, contentType: type, timeout: 120000 });
   }
 }
+
+// A sent photo's thumbnail from the server (GET attachments/<sha>/thumbnail, device token):
+// the handheld drops its own copy once uploaded. A Blob, or null when offline or refused.
+export async function fetchThumbnail(base, token, sha256) {
+  if (!token || !navigator.onLine || !/^[0-9a-f]{64}$/.test(sha256)) return null;
+  try {
+    const response = await fetch(`${base}attachments/${sha256}/thumbnail`, {
+      headers: { Authorization: `Bearer ${token}` }, cache: "no-store", credentials: "omit", redirect: "error",
+    });
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || !/^image\/(jpeg|png|webp)$/.test(type)) return null;
+    return await response.blob();
+  } catch {
+    return null;
+  }
+}

@@ -51,6 +51,10 @@ export function field(labelText, control, { hint, required } = {}) {
     control,
     h("p", { class: "error", id: errorId, hidden: true }),
   );
+  // An error goes as soon as the field is changed: the next save checks it again.
+  const clear = () => { if (control.getAttribute("aria-invalid")) setError(control, ""); };
+  control.addEventListener("input", clear);
+  control.addEventListener("change", clear);
   return wrapper;
 }
 
@@ -83,6 +87,7 @@ export function choiceGroup(legend, name, options, { type = "radio", value, requ
   }
   fs.append(h("p", { class: "error", id: errorId, hidden: true }));
   fs.dataset.errorId = errorId;
+  fs.addEventListener("change", () => { if (fs.getAttribute("aria-invalid")) groupError(fs, ""); });
   return fs;
 }
 

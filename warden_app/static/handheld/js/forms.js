@@ -55,11 +55,17 @@ function banners(ctx, rec) {
   const { local } = ctx;
   if (!rec) return [];
   const out = [];
+  const mine = local.isMine(rec);
+  if (!mine) {
+    out.push(h("p", { class: "banner", role: "note", id: "read-only-note" },
+      h("strong", {}, `Recorded by ${rec.server.author}: read only. `),
+      "You can look at it but not change it."));
+  }
   const review = rec.server && rec.server.review;
   if (review && review.state === "has_issues") {
     out.push(h("div", { class: "banner warn", role: "note", id: "review-note" },
       h("strong", {}, "Returned with issues. "), `Supervisor's note: ${review.note || "(none)"}`,
-      h("p", { class: "hint" }, "Correct the record and save: it goes back to your supervisor.")));
+      mine ? h("p", { class: "hint" }, "Correct the record and save: it goes back to your supervisor.") : null));
   } else if (review && review.state === "approved") {
     out.push(h("div", { class: "banner ok", role: "note" }, "Approved by your supervisor: locked, no more changes."));
   } else if (review && review.state === "rejected") {
@@ -67,17 +73,14 @@ function banners(ctx, rec) {
   }
   if (rec.issue) {
     out.push(h("div", { class: "banner bad", role: "alert" },
-      h("strong", {}, `The server rejected the last change (${rec.issue.code}). `), rec.issue.message || "",
+      h("strong", {}, "The server did not accept the last change. "), ctx.rejectedWords(rec.issue.code, rec.issue.message),
       ctx.errorsList(rec.issue.errors),
-      h("p", { class: "hint" }, rec.server ? "The form shows what the server holds; edit and save again."
-        : "Correct it and save: it will be sent again.")));
+      mine ? h("p", { class: "hint" }, rec.server ? "The form shows what the server holds; edit and save again."
+        : "Correct it and save: it will be sent again.") : null));
   }
   if (rec.conflict) {
     out.push(h("div", { class: "banner warn", role: "note" }, conflictReason(rec.conflict.reason),
-      " Your values are kept for your supervisor to decide; the form shows the server's."));
-  }
-  if (!local.isMine(rec)) {
-    out.push(h("p", { class: "banner", role: "note" }, `Recorded by ${rec.server.author}: read only.`));
+      mine ? " Your values are kept for your supervisor to decide; the form shows the server's." : null));
   }
   return out;
 }
@@ -92,6 +95,17 @@ const CONFLICT_REASONS = {
 
 function conflictReason(reason) {
   return CONFLICT_REASONS[reason] || "Your change clashed with a change on the server.";
+}
+
+// Personal fields the server left out of someone else's record (a pull is redacted for its
+// reader, docs/sync.md): shown as "Withheld", never as an empty field.
+function withheld(local, rec) {
+  if (!rec || !rec.server || local.isMine(rec)) return new Set();
+  const spec = local.state.manifest && local.state.manifest.record_types
+    && local.state.manifest.record_types[rec.type];
+  const personal = (spec && spec.personal_fields) || [];
+  const data = rec.server.data || {};
+  return new Set(personal.filter((name) => !(name in data)));
 }
 
 function notFound(ctx) {
@@ -193,6 +207,7 @@ export function showObservation(ctx, id) {
   if (!isNew && !rec) return notFound(ctx);
   const editable = isNew || local.canEdit(rec);
   const d = rec ? rec.local : {};
+  const hidden = withheld(local, rec);
   const form_ = formFor(local, "observation", d.form_version);
   const labels = config.labels;
   const qualifierCodes = enumOf(form_.schema, "qualifier") || Object.keys(labels.qualifier);
@@ -210,9 +225,12 @@ export function showObservation(ctx, id) {
     { type: "checkbox", value: d.action_taken || [] });
   const persons = new PersonsField(d.persons_involved || [], !editable);
   const photos = new PhotoField({ existing: d.photos || [], local, maxBytes: maxPhotoBytes(local), disabled: !editable });
+  if (!editable) {
+    ctx.onLeave(() => photos.destroy());
+    return showObservationFacts(ctx, rec, hidden, photos);
+  }
   const loc = new LocationField({ areas: areas(local), places: places(local), existing: rec ? d : null });
   ctx.onLeave(() => { photos.destroy(); loc.destroy(); });
-
   const save = h("button", { type: "submit", class: "btn primary", id: "save-observation" },
     isNew ? "Save observation" : "Save changes");
   const form = h("form", { class: "stack", novalidate: true, id: "observation-form", "data-draft": editable },
@@ -226,8 +244,7 @@ export function showObservation(ctx, id) {
       actions,
       persons.element),
     photos.element,
-    editable ? loc.element : h("p", { class: "hint" }, `Location: ${d.fix_source || "?"}`
-      + `${d.accuracy_m ? ` ±${Math.round(d.accuracy_m)} m` : ""}`),
+    loc.element,
     h("div", { class: "row" }, editable ? save : null, h("a", { class: "btn secondary", href: "#home" }, "Back")));
 
   form.addEventListener("submit", async (event) => {
@@ -255,12 +272,43 @@ export function showObservation(ctx, id) {
     };
     if (isNew && Number.isInteger(form_.version)) data.form_version = form_.version;
     save.disabled = true;
-    await local.save("observation", isNew ? crypto.randomUUID() : id, data, photos.newPhotos());
-    ctx.toast(isNew ? "Observation saved: it will be sent at the next sync." : "Changes saved.");
-    ctx.syncSoon();
+    const savedId = isNew ? crypto.randomUUID() : id;
+    await local.save("observation", savedId, data, photos.newPhotos());
+    ctx.saved("observation", savedId);
     ctx.go("#home");
   });
   ctx.render("observation", isNew ? "New observation" : describe("observation", d), form);
+  return null;
+}
+
+// A record this user may not change (someone else's, or approved): what it says, as text,
+// not as a form that looks fillable; withheld personal fields say so.
+function showObservationFacts(ctx, rec, hidden, photos) {
+  const d = rec.local;
+  const labels = config.labels;
+  const withheldText = h("em", { class: "withheld" }, "Withheld: not shared with your organisation.");
+  const persons = (d.persons_involved || []).map((p, i) => h("li", {}, `Person ${i + 1}: `
+    + [p.description, p.name, p.approx_age !== undefined && p.approx_age !== null ? `about ${p.approx_age}` : null]
+      .filter(Boolean).join(", ")));
+  const row = (term, id, value) => [h("dt", {}, term), h("dd", { id }, value)];
+  ctx.render("observation", describe("observation", d),
+    banners(ctx, rec),
+    h("dl", { class: "facts", id: "observation-facts" },
+      row("Qualifier", "fact-qualifier", labels.qualifier[d.qualifier] || "Not given"),
+      row("Incident type", "fact-incident", labels.incident_type[d.incident_type] || "Not given"),
+      row("Observed at", "fact-observed", fmtTime(d.observed_at) || "Not given"),
+      row("Description", "fact-description", hidden.has("description") ? withheldText.cloneNode(true)
+        : d.description || "None"),
+      row("Action taken", "fact-actions", (d.action_taken || []).map((a) => labels.action_taken[a] || a).join(", ")
+        || "None"),
+      row("Persons involved", "fact-persons", hidden.has("persons_involved") ? withheldText.cloneNode(true)
+        : persons.length ? h("ul", { class: "plain" }, persons) : "None"),
+      row("Location", "fact-location", `${labels.fix_source[d.fix_source] || "Not recorded"}`
+        + `${d.accuracy_m ? ` (±${Math.round(d.accuracy_m)} m)` : ""}`),
+      row("Status", "fact-status", h("span", { class: "badges" }, ctx.recordBadges(ctx.local, rec)))),
+    hidden.has("photos") ? h("p", { id: "fact-photos" }, h("strong", {}, "Photos: "), withheldText.cloneNode(true))
+      : photos.element,
+    h("div", { class: "row" }, h("a", { class: "btn secondary", href: "#home" }, "Back")));
   return null;
 }
 
@@ -313,8 +361,7 @@ export function showAuditDetails(ctx, id) {
     save.disabled = true;
     const auditId = isNew ? crypto.randomUUID() : id;
     await local.save("street_audit", auditId, data, photos.newPhotos());
-    ctx.toast(isNew ? "Audit started." : "Audit saved.");
-    ctx.syncSoon();
+    ctx.saved("street_audit", auditId);
     ctx.go(`#audit/${auditId}`);
   });
   ctx.render("audit-details", isNew ? "Start street audit" : "Audit details", form);
@@ -331,8 +378,7 @@ export function showAudit(ctx, id) {
   const finish = button("Finish audit", async () => {
     finish.disabled = true;
     await local.save("street_audit", id, { finished_at: new Date().toISOString() });
-    ctx.toast("Audit finished.");
-    ctx.syncSoon();
+    ctx.saved("street_audit", id);
     ctx.go(`#audit/${id}`);
   }, { class: "btn primary", id: "finish-audit" });
   ctx.render("audit", describe("street_audit", d),
@@ -424,9 +470,9 @@ export function showItem(ctx, auditId, itemId) {
       data.form_version = version;
     }
     save.disabled = true;
-    await local.save("audit_item", isNew ? crypto.randomUUID() : itemId, data, photos.newPhotos());
-    ctx.toast("Item saved.");
-    ctx.syncSoon();
+    const savedId = isNew ? crypto.randomUUID() : itemId;
+    await local.save("audit_item", savedId, data, photos.newPhotos());
+    ctx.saved("audit_item", savedId);
     ctx.go(`#audit/${auditId}`);
   });
   ctx.render("item", isNew ? "New audit item" : describe("audit_item", d), form);

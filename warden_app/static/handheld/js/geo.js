@@ -111,7 +111,8 @@ export class LocationField {
     let text;
     if (this.mode === "existing") {
       const e = this.existing;
-      text = `Saved location (${e.fix_source === "manual" ? "manual pin" : `${e.fix_source || "fix"}`}`
+      text = `Saved location (${e.fix_source === "manual" ? "manual pin"
+        : `${(config.labels.fix_source || {})[e.fix_source] || e.fix_source || "fix"}`}`
         + `${e.accuracy_m !== null && e.accuracy_m !== undefined ? `, ±${Math.round(e.accuracy_m)} m` : ""}).`;
     } else if (this.mode === "manual" && this.pin) {
       text = `Manual pin at ${this.pin.lat.toFixed(5)}, ${this.pin.lng.toFixed(5)}.`;

@@ -439,13 +439,24 @@ function setSyncMessage(text) {
   for (const el of document.querySelectorAll("[data-sync-message]")) el.textContent = text;
 }
 
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// "3 records sent, 1 needs your attention: someone changed it at the same time".
 function summaryText(summary) {
-  const parts = Object.entries(summary.statuses).map(([status, n]) => `${n} ${status}`);
-  if (summary.photos) parts.push(`${summary.photos} photo${summary.photos === 1 ? "" : "s"} sent`);
+  const st = summary.statuses;
+  const sent = (st.applied || 0) + (st.merged || 0);
+  const parts = [];
+  if (sent) parts.push(`${plural(sent, "record", "records")} sent`);
+  if (st.conflict) parts.push(`${st.conflict} need${st.conflict === 1 ? "s" : ""} your attention: someone changed `
+    + `${st.conflict === 1 ? "it" : "them"} at the same time`);
+  if (st.rejected) parts.push(`${st.rejected} not accepted: open ${st.rejected === 1 ? "it" : "them"} to correct`);
+  if (summary.photos) parts.push(`${plural(summary.photos, "photo", "photos")} sent`);
   const p = summary.pulled;
-  if (p.upsert) parts.push(`${p.upsert} received`);
-  if (p.delete) parts.push(`${p.delete} deleted`);
-  if (p.evict) parts.push(`${p.evict} removed`);
+  if (p.upsert) parts.push(`${plural(p.upsert, "update", "updates")} received`);
+  if (p.delete) parts.push(`${plural(p.delete, "record", "records")} deleted on the server`);
+  if (p.evict) parts.push(`${plural(p.evict, "record", "records")} no longer in your areas`);
   return `Synced ${fmtTime(Date.now())}${parts.length ? `: ${parts.join(", ")}` : ": nothing new"}.`;
 }
 
@@ -474,11 +485,39 @@ export async function runSync(reason = "manual") {
   if (result.ok) keepOfflineMap(local);
   const text = result.ok ? summaryText(result.summary) : errorText(result.error);
   setSyncMessage(text);
-  if (reason === "manual" || reason === "online" || !result.ok) toast(text);
+  const outcome = app.lastSaved ? savedOutcome(local, app.lastSaved) : null;
+  if (outcome && outcome !== SAVED_OFFLINE) app.lastSaved = null;
+  if (outcome === SAVED_OFFLINE && result.ok && reason === "save" && !app.lastSaved.again) {
+    app.lastSaved.again = true; // the sync that ran was one started before the save: once more
+    syncSoon();
+  } else if (outcome && (reason === "save" || outcome !== SAVED_OFFLINE)) toast(outcome);
+  else if (reason === "manual" || reason === "online" || !result.ok) toast(text);
   document.body.dataset.lastSync = result.ok ? "ok" : "failed";
   if (["home", "sync", "records", "audit"].includes(app.screen)) route();
   else updateNet();
   return result;
+}
+
+// What a save says, from what the outbox really holds: still on the phone, or sent and
+// then what became of it (the sync the save starts says which, when it ends).
+export function saved(type, id) {
+  app.lastSaved = { type, id };
+  toast(navigator.onLine ? "Saved on this phone — sending now…" : SAVED_OFFLINE);
+  syncSoon();
+}
+
+const SAVED_OFFLINE = "Saved on this phone — will send when online.";
+
+function savedOutcome(local, { type, id }) {
+  const rec = local.get(type, id);
+  if (!rec) return null;
+  if (local.pendingFor(type, id).length || !rec.server) return SAVED_OFFLINE;
+  if (rec.issue) return "Sent, but not accepted: open the record to see what to correct.";
+  if (rec.conflict) return "Sent, but someone changed it at the same time: your supervisor decides. Nothing to re-enter.";
+  const state = local.reviewState(rec);
+  const reviewed = (state === "submitted" || state === "edited")
+    && !(type === "street_audit" && !rec.local.finished_at); // an audit goes to review when finished
+  return reviewed ? "Sent, waiting for review." : "Saved and sent.";
 }
 
 let syncTimer = null;
@@ -589,13 +628,18 @@ function showRecords() {
       h("span", { class: "hint" }, `by ${r.server.author}`)))) : h("p", { class: "empty" }, "None."));
 }
 
+// A field's name as the form labels it ("persons_involved" -> "Persons involved").
+function fieldName(name) {
+  const text = String(name).replace(/_/g, " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function errorsList(errors) {
   if (!errors || typeof errors !== "object") return null;
   const items = [];
   for (const [name, list] of Object.entries(errors)) {
     for (const e of Array.isArray(list) ? list : [list]) {
-      items.push(h("li", {}, `${name}: ${e && e.message ? e.message : JSON.stringify(e)}`
-        + `${e && e.code ? ` (${e.code})` : ""}`));
+      items.push(h("li", {}, `${fieldName(name)}: ${e && e.message ? e.message : "not a value the server takes"}`));
     }
   }
   return items.length ? h("ul", { class: "field-errors" }, items) : null;
@@ -608,38 +652,83 @@ function statusKind(status) {
     deleted: "", evicted: "", resync: "wait" }[status] || "";
 }
 
+// Each entry of the sync log in a warden's words: what happened, and what to do about it.
+const LOG_BADGES = {
+  applied: "Sent", merged: "Sent", conflict: "Needs your attention", rejected: "Not accepted",
+  uploaded: "Photo sent", deleted: "Removed", evicted: "Removed", resync: "Downloaded again", error: "Sync stopped",
+};
+const REJECTED_WORDS = {
+  permission_denied: "You may not change this record. Nothing to do: the server keeps its version.",
+  review_locked: "Your supervisor has approved this record: it cannot be changed any more.",
+  validation_failed: "Something in it is not valid. Open the record, correct what is listed and save again.",
+  id_exists: "A record with the same identity is already on the server. Tell your supervisor.",
+  photo_missing: "The photo is no longer on this phone: take it again if it is still needed.",
+  area_forbidden: "It is outside your areas. Open it, move the pin to where you patrol, and save again.",
+};
+
+export function rejectedWords(code, message) {
+  return REJECTED_WORDS[code] || `Not accepted${message ? `: ${message}` : ""}. Open the record, correct it and save again.`;
+}
+
+function logWords(entry) {
+  switch (entry.status) {
+    case "applied": return entry.op === "delete" ? "Deleted on the server. Nothing to do." : "Sent and accepted. Nothing to do.";
+    case "merged": return "Sent: combined with a change someone else made at the same time. Nothing to do.";
+    case "conflict": return `Someone changed it at the same time. ${entry.reason ? conflictWords(entry.reason) : ""}`
+      + "Your version is kept for your supervisor to decide: you do not need to enter it again.";
+    case "rejected": return rejectedWords(entry.code, entry.message);
+    case "uploaded": return entry.message === "already on the server" ? "The server already had this photo."
+      : "Photo sent.";
+    case "error": return `The sync stopped${entry.message ? `: ${entry.message}` : ""}. It is tried again by itself; `
+      + "your changes wait on this phone.";
+    default: return entry.message || "";
+  }
+}
+
+function conflictWords(reason) {
+  return { location: "You both moved its location. ", review_locked: "Your supervisor approved it meanwhile. ",
+    deleted: "It was deleted on the server meanwhile. " }[reason] || "";
+}
+
+const OP_WORDS = { create: "New record", update: "Change", delete: "Deletion" };
+
 function showSync() {
   const local = app.local;
   const st = local.state.status;
   const outbox = local.outbox.map((e) => {
     const rec = local.get(e.m.type, e.m.id);
-    return h("li", {}, h("span", { class: "record-title" }, describe(e.m.type, rec ? rec.local : e.m.data)),
-      h("span", { class: "record-meta" }, `${e.m.op}${e.m.op === "update" ? ` (base v${e.m.base_version})` : ""}`
-        + ` · ${fmtTime(e.m.client_time)}${e.sent ? " · sent, awaiting answer" : ""}`));
+    return h("li", { dataset: { op: e.m.op, baseVersion: e.m.base_version ?? "" } },
+      h("span", { class: "record-title" }, describe(e.m.type, rec ? rec.local : e.m.data)),
+      h("span", { class: "record-meta" }, `${OP_WORDS[e.m.op] || e.m.op} · saved ${fmtTime(e.m.client_time)}`
+        + `${e.sent ? " · sent, waiting for the server's answer" : ""}`));
   });
   const photos = local.waitingPhotos();
-  const log = (local.state.log || []).map((entry) => h("li", { class: `log ${statusKind(entry.status)}` },
+  const log = (local.state.log || []).map((entry) => h("li", { class: `log ${statusKind(entry.status)}`,
+    dataset: { status: entry.status, resent: entry.resent ? "true" : "false" } },
     h("span", { class: "record-title" }, entry.label || (entry.type ? describe(entry.type, {}) : "Sync")),
-    h("span", { class: "record-meta" }, [fmtTime(entry.at), entry.op, entry.version ? `v${entry.version}` : null]
+    h("span", { class: "record-meta" }, [fmtTime(entry.at), entry.op ? OP_WORDS[entry.op] : null]
       .filter(Boolean).join(" · ")),
-    h("span", { class: "badges" }, badge(`${entry.status}${entry.resent ? " (resent)" : ""}`,
+    h("span", { class: "badges" }, badge(`${LOG_BADGES[entry.status] || "Sync"}${entry.resent ? " (sent again)" : ""}`,
       statusKind(entry.status))),
-    entry.code || entry.message ? h("span", { class: "log-message" },
-      [entry.code, entry.message].filter(Boolean).join(": ")) : null,
-    entry.conflict_id ? h("span", { class: "hint" }, "Kept for your supervisor to resolve.") : null,
+    h("span", { class: "log-message" }, logWords(entry)),
     errorsList(entry.errors)));
   render("sync", "Sync",
     syncBar(local),
     h("section", { "aria-labelledby": "waiting-h" },
       h("h2", { id: "waiting-h" }, `Waiting to send (${outbox.length})`),
       outbox.length ? h("ul", { class: "records", id: "outbox-list" }, outbox) : h("p", { class: "empty" }, "Nothing."),
-      photos.length ? h("p", {}, `${photos.length} photo${photos.length === 1 ? "" : "s"} waiting to upload.`) : null),
+      photos.length ? h("p", {}, `${plural(photos.length, "photo", "photos")} waiting to upload.`) : null),
     st ? h("section", { "aria-labelledby": "server-h" },
       h("h2", { id: "server-h" }, "On the server"),
-      h("ul", { class: "plain" },
-        h("li", {}, `${st.conflicts.length} open conflict(s) for your supervisor`),
-        h("li", {}, `${st.quarantined.length} rejected change(s) in quarantine`),
-        h("li", {}, `${st.missing_attachments.length} photo(s) the server is still waiting for`),
+      h("ul", { class: "plain", id: "server-status" },
+        st.conflicts.length ? h("li", {}, `${plural(st.conflicts.length, "record", "records")} changed by two `
+          + "people at once, waiting for your supervisor") : null,
+        st.quarantined.length ? h("li", {}, `${plural(st.quarantined.length, "change", "changes")} not accepted, `
+          + "kept for your supervisor") : null,
+        st.missing_attachments.length ? h("li", {}, `${plural(st.missing_attachments.length, "photo", "photos")} `
+          + "the server is still waiting for") : null,
+        st.conflicts.length || st.quarantined.length || st.missing_attachments.length ? null
+          : h("li", {}, "Nothing of yours is waiting there."),
         h("li", { class: "hint" }, `Checked ${fmtTime(st.at)}`))) : null,
     offlineMapSection(local),
     h("section", { "aria-labelledby": "log-h" },
@@ -685,7 +774,7 @@ export function route() {
     return;
   }
   const [name, a, b] = (location.hash || "#home").slice(1).split("/");
-  const ctx = { local, render, go, toast, syncSoon, onLeave, recordButton, recordBadges, errorsList };
+  const ctx = { local, render, go, toast, saved, onLeave, recordButton, recordBadges, errorsList, rejectedWords };
   switch (name) {
     case "obs": showObservation(ctx, a); break;
     case "audit":

@@ -3,6 +3,8 @@
 // the record's `photos`. Formats the server does not take (HEIC…) and oversize photos are
 // re-encoded as JPEG on the handheld first.
 
+import { fetchThumbnail } from "./api.js";
+import { config } from "./config.js";
 import { button, h, uid } from "./dom.js";
 
 const ACCEPTED = new Set(["image/jpeg", "image/png", "image/webp"]);
@@ -89,8 +91,13 @@ export class PhotoField {
   async thumb(sha256, bytes, type) {
     let data = bytes ? { bytes, type } : null;
     if (!data && this.local) data = await this.local.photoBytes(sha256);
-    if (!data) return null;
-    const url = URL.createObjectURL(new Blob([data.bytes], { type: data.type }));
+    let blob = data ? new Blob([data.bytes], { type: data.type }) : null;
+    // Sent and dropped here: the server's thumbnail (never stored on the phone).
+    if (!blob && this.local && this.local.state.session) {
+      blob = await fetchThumbnail(config.api, this.local.state.session.token, sha256);
+    }
+    if (!blob) return null;
+    const url = URL.createObjectURL(blob);
     this.urls.push(url);
     return url;
   }
@@ -104,7 +111,7 @@ export class PhotoField {
       const name = `Photo ${index + 1}`;
       return h("li", {},
         url ? h("img", { src: url, alt: name, width: 96, height: 96 })
-          : h("span", { class: "photo-placeholder" }, `${name} (sent)`),
+          : h("span", { class: "photo-placeholder" }, `${name}: sent, shown when online`),
         this.disabled ? null : button(`Remove ${name.toLowerCase()}`, () => this.remove(item.sha),
           { class: "btn small secondary" }));
     }));

@@ -156,7 +156,7 @@ export class Syncer {
       logs.push({
         at: now(), mutation_id: m.mutation_id, type: m.type, id: m.id, op: m.op, status, resent,
         version: outcome.version ?? null, code: outcome.code || null, message: outcome.message || null,
-        errors: outcome.errors || null, conflict_id: outcome.conflict_id || null,
+        errors: outcome.errors || null, conflict_id: outcome.conflict_id || null, reason: outcome.reason || null,
         label: describe(m.type, rec ? rec.local : m.data),
       });
       summary.statuses[status] = (summary.statuses[status] || 0) + 1;
