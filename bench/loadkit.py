@@ -38,7 +38,7 @@ import httpx
 import orjson
 
 # The process handling of the deploy and fault tests, which start the same server.
-from tests.deploy.stack import Processes, child_env, free_port, live_processes, proc_stat, redis_server_argv, wait_until
+from devtools.processes import Processes, child_env, free_port, live_processes, proc_stat, redis_server_argv, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "load-handheld-password-7"

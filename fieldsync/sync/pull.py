@@ -128,7 +128,7 @@ def _repeatable_read(outermost: bool) -> Iterator[None]:
     """The pull's own transaction begins REPEATABLE READ: psycopg names the level in the
     BEGIN it sends with the first statement, where SET TRANSACTION would cost a round trip
     of its own. Not READ ONLY: the page's consultation log row is written in it. A pull
-    inside a caller's transaction (tests) reads each statement afresh instead (_horizon)."""
+    inside a caller's transaction (tests) reads each statement afresh instead (committed_horizon)."""
     if not outermost:
         yield
         return
@@ -143,7 +143,7 @@ def _repeatable_read(outermost: bool) -> Iterator[None]:
             raw.isolation_level = previous
 
 
-def _horizon(c, *, fresh: bool = False) -> tuple[int, int | None]:
+def committed_horizon(c, *, fresh: bool = False) -> tuple[int, int | None]:
     """(horizon, own xid): every change below the horizon is committed (or rolled back)
     and visible to this pull's reads, and no change can appear below it later. `fresh`:
     this is the transaction's first read of backend status."""
@@ -244,7 +244,7 @@ def pull_changes(*, user, device, cursor_token: str | None, limit: int) -> dict:
     outermost = not connection.in_atomic_block
     with _repeatable_read(outermost), transaction.atomic():
         with db.cursor() as c:
-            horizon, own_xid = _horizon(c, fresh=outermost)
+            horizon, own_xid = committed_horizon(c, fresh=outermost)
         # A pull inside a writing transaction must not pass that transaction's rows: it
         # may write more after this page (with the same xid and later sequence numbers).
         passed = horizon - 1 if own_xid is None else min(horizon, own_xid) - 1

@@ -8,7 +8,7 @@ from datetime import UTC
 from django.conf import settings
 from django.db import connection, transaction
 
-from fieldsync.sync.pull import _horizon
+from fieldsync.sync.pull import committed_horizon
 
 from ...models import AccessAction, AccessLogEntry, AccessLogSeal
 from ...services.access_log import access_log_records
@@ -40,7 +40,7 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
     Logging never waits for this: rows are inserted unsealed, and the seal is a later
     UPDATE of their three chain columns (the trigger allows that and nothing else, and
     they are all the application's role may UPDATE). The
-    horizon is the sync pull's (fieldsync.sync.pull._horizon): the oldest transaction
+    horizon is the sync pull's (fieldsync.sync.pull.committed_horizon): the oldest transaction
     still running in this database. Every row below it is committed (or rolled back, and
     so invisible), and no row can later appear with a smaller xid, so chaining in
     (xid, id) order never has to put a row in front of one already sealed. A transaction
@@ -52,7 +52,7 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
         with transaction.atomic(), connection.cursor() as cursor:
             # Transaction-level: released at commit, also if the worker dies mid-way.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK_KEY])
-            horizon, _own = _horizon(cursor)
+            horizon, _own = committed_horizon(cursor)
             head = (
                 AccessLogEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
             )
