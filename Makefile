@@ -32,7 +32,7 @@ TEST_ENV    := $(LOAD_ENV); unset DEBUG; export FIELDSYNC_HTTPS=false
 help:
 	@echo "make run      install what is missing, migrate, seed demo data, serve on 127.0.0.1:$${PORT:-8000} (front door at /)"
 	@echo "make test     install what is missing, ruff, then the whole pytest suite (PYTEST_ARGS=...)"
-	@echo "make lint     ruff check ."
+	@echo "make lint     ruff check . and the import contracts (lint-imports)"
 	@echo "make migrate  apply migrations        make seed   load the demo data"
 	@echo "make bench    run bench/sync.py         make stop-db  stop the private PostgreSQL/Redis"
 	@echo "make clean    stop-db, then remove var/ and generated files (keeps .venv)"
@@ -72,6 +72,7 @@ test: venv lint db
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 migrate: venv db
 	$(RUN_ENV); $(PY) manage.py migrate --noinput
