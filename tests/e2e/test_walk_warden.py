@@ -32,8 +32,9 @@ def seeded(world):
         photos=[sha])))["status"] == "applied"
     put = old_phone.client.put(f"/api/v1/attachments/{sha}", data=photo, content_type="image/jpeg", **old_phone.auth)
     assert put.status_code == 201, put.content
-    assert colleague.push_one(mutation("observation", "create", ids["colleague"], observation_data(
-        description="Noise from the flats on Bond Street", incident_type="rowdy_nuisance_neighbours")))["status"] == "applied"
+    noise = observation_data(description="Noise from the flats on Bond Street",
+                             incident_type="rowdy_nuisance_neighbours")
+    assert colleague.push_one(mutation("observation", "create", ids["colleague"], noise))["status"] == "applied"
     review_decide(reviewer=world.users["supervisor"], record_type="observation", record_id=ids["colleague"],
                   decision="has_issues", note="Which flat number?")
     assert pcso.push_one(mutation("observation", "create", ids["pcso"], observation_data(
@@ -112,7 +113,8 @@ def test_a_warden_records_offline_sends_and_reads_the_log_in_plain_words(live_se
         # A record whose photo went from the old phone: its thumbnail comes from the server.
         app.go(f"#obs/{ids['photo']}")
         app.wait_screen("observation")
-        app.poll("() => { const i = document.querySelector('.photos img'); return i && i.complete && i.naturalWidth > 0; }")
+        app.poll("() => { const i = document.querySelector('.photos img');"
+                 " return i && i.complete && i.naturalWidth > 0; }")
         shot(walk, "sent-photo")
 
         # A colleague's record returned with issues: read only, nothing to correct here.
