@@ -310,7 +310,8 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     app.sync()
     open_record(app, record_id)
     assert "Approved by your supervisor" in app.text()
-    assert app.page.get_by_label("Description", exact=True).is_disabled()
+    # Locked: shown as text, with no control to change it.
+    assert app.page.locator("#observation-facts").count() == 1 and app.page.locator("#save-observation").count() == 0
     app.home()
     assert app.page.locator("#returned-list").count() == 0
     app.screenshot("approved-after-return")

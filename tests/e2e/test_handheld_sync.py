@@ -194,7 +194,8 @@ def test_a_rejected_change_stays_visible_with_its_reasons_until_fixed(live_serve
         app.new_observation(description="Seen while passing through Wigan")
         app.sync()
         log = app.page.locator("#sync-log").inner_text()
-        assert app.log_statuses()[0] == "rejected" and "outside your areas" in log, log
+        assert app.log_statuses()[0] == "rejected" and "outside the areas you may record in" in log, log
+        assert "Open the record, correct what is listed" in log
         assert "area_forbidden" not in log  # words, not codes
         app.home()
         assert "Needs attention" in app.text() and "Change rejected" in app.text()
@@ -202,7 +203,7 @@ def test_a_rejected_change_stays_visible_with_its_reasons_until_fixed(live_serve
 
         app.page.get_by_role("link", name="Observation: Street drinking").first.click()
         app.wait_screen("observation")
-        assert "outside your areas" in app.page.locator(".banner.bad").inner_text()
+        assert "outside the areas you may record in" in app.page.locator(".banner.bad").inner_text()
         context.set_geolocation(GEO)  # back in Leigh
         app.page.get_by_role("button", name="Use current GPS fix").click()
         app.wait_fix()

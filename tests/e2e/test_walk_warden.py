@@ -32,8 +32,9 @@ def seeded(world):
         photos=[sha])))["status"] == "applied"
     put = old_phone.client.put(f"/api/v1/attachments/{sha}", data=photo, content_type="image/jpeg", **old_phone.auth)
     assert put.status_code == 201, put.content
-    assert colleague.push_one(mutation("observation", "create", ids["colleague"], observation_data(
-        description="Noise from the flats on Bond Street", incident_type="rowdy_nuisance_neighbours")))["status"] == "applied"
+    noise = observation_data(description="Noise from the flats on Bond Street",
+                             incident_type="rowdy_nuisance_neighbours")
+    assert colleague.push_one(mutation("observation", "create", ids["colleague"], noise))["status"] == "applied"
     review_decide(reviewer=world.users["supervisor"], record_type="observation", record_id=ids["colleague"],
                   decision="has_issues", note="Which flat number?")
     assert pcso.push_one(mutation("observation", "create", ids["pcso"], observation_data(
@@ -43,9 +44,10 @@ def seeded(world):
 
 def shot(walk, stop: str):
     """The stop's screenshot without the passing message over it (it goes by itself in 5 s)."""
-    walk.page.evaluate("document.getElementById('toast').classList.remove('on')")
+    walk.page.evaluate("document.getElementById('toast').style.visibility = 'hidden'")
     walk.no_overflow()
     walk.shot(stop)
+    walk.page.evaluate("document.getElementById('toast').style.visibility = ''")
 
 
 def toast(app: Handheld, starts: str) -> str:
@@ -104,13 +106,15 @@ def test_a_warden_records_offline_sends_and_reads_the_log_in_plain_words(live_se
         assert "Sent and accepted. Nothing to do." in log
         for code in ("applied", "v1", "create", "{"):
             assert code not in log, (code, log)
-        assert "1 record sent" in app.page.locator("[data-sync-message]").inner_text()
+        message = app.page.locator("[data-sync-message]").inner_text()
+        assert ": 1 record sent." in message, message  # its echo from the server is not "received"
         shot(walk, "sync-log")
 
         # A record whose photo went from the old phone: its thumbnail comes from the server.
         app.go(f"#obs/{ids['photo']}")
         app.wait_screen("observation")
-        app.poll("() => { const i = document.querySelector('.photos img'); return i && i.complete && i.naturalWidth > 0; }")
+        app.poll("() => { const i = document.querySelector('.photos img');"
+                 " return i && i.complete && i.naturalWidth > 0; }")
         shot(walk, "sent-photo")
 
         # A colleague's record returned with issues: read only, nothing to correct here.

@@ -73,7 +73,7 @@ function banners(ctx, rec) {
   }
   if (rec.issue) {
     out.push(h("div", { class: "banner bad", role: "alert" },
-      h("strong", {}, "The server did not accept the last change. "), ctx.rejectedWords(rec.issue.code, rec.issue.message),
+      h("strong", {}, "The server did not accept the last change. "), ctx.rejectedWords(rec.issue.code, rec.issue.message, rec.issue.errors),
       ctx.errorsList(rec.issue.errors),
       mine ? h("p", { class: "hint" }, rec.server ? "The form shows what the server holds; edit and save again."
         : "Correct it and save: it will be sent again.") : null));

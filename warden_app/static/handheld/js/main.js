@@ -666,7 +666,10 @@ const REJECTED_WORDS = {
   area_forbidden: "It is outside your areas. Open it, move the pin to where you patrol, and save again.",
 };
 
-export function rejectedWords(code, message) {
+// With field errors the list says what is wrong, whatever the code (a create outside one's
+// areas is permission_denied with `location: area_forbidden`).
+export function rejectedWords(code, message, errors) {
+  if (errors && Object.keys(errors).length) return "Not accepted. Open the record, correct what is listed and save again.";
   return REJECTED_WORDS[code] || `Not accepted${message ? `: ${message}` : ""}. Open the record, correct it and save again.`;
 }
 
@@ -676,7 +679,7 @@ function logWords(entry) {
     case "merged": return "Sent: combined with a change someone else made at the same time. Nothing to do.";
     case "conflict": return `Someone changed it at the same time. ${entry.reason ? conflictWords(entry.reason) : ""}`
       + "Your version is kept for your supervisor to decide: you do not need to enter it again.";
-    case "rejected": return rejectedWords(entry.code, entry.message);
+    case "rejected": return rejectedWords(entry.code, entry.message, entry.errors);
     case "uploaded": return entry.message === "already on the server" ? "The server already had this photo."
       : "Photo sent.";
     case "error": return `The sync stopped${entry.message ? `: ${entry.message}` : ""}. It is tried again by itself; `

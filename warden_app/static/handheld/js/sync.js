@@ -269,14 +269,16 @@ export class Syncer {
   applyChange(local, change, ops, summary, removed) {
     const k = key(change.type, change.id);
     if (change.op === "upsert") {
-      const rec = local.records.get(k) || { type: change.type, id: change.id, server: null, local: {},
+      const known = local.records.get(k);
+      const rec = known || { type: change.type, id: change.id, server: null, local: {},
         createdAt: change.server_time };
+      // The echo of what this handheld just sent is not news: count only versions it had not seen.
+      if (!(known && known.server && known.server.version === change.version)) summary.pulled.upsert += 1;
       const { op, ...server } = change; // eslint-disable-line no-unused-vars
       rec.server = server;
       local.recompute(rec);
       local.records.set(k, rec);
       ops.push(local.recordOp(rec));
-      summary.pulled.upsert += 1;
       return;
     }
     const rec = local.records.get(k);
