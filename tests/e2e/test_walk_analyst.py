@@ -59,17 +59,18 @@ def test_an_analyst_maps_filters_reads_connects_and_asks(live_server, world, bro
         walk.no_overflow()
         walk.shot("map")  # the laptop's is docs/img/analysis-workspace.png
 
-        # A shape drawn round the middle of the map narrows the list.
+        # A shape drawn round one record's point (the points are drawn last) narrows the list.
         page.get_by_role("button", name="Draw an area").click()
         page.locator("#records-map").scroll_into_view_if_needed()
-        box = page.locator("#records-map").bounding_box()
-        for fx, fy in ((.3, .3), (.7, .3), (.7, .7), (.3, .7)):
-            page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        dot = page.locator("#records-map path.leaflet-interactive").last.bounding_box()
+        cx, cy = dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2
+        for dx, dy in ((-30, -30), (30, -30), (30, 30), (-30, 30)):
+            page.mouse.click(cx + dx, cy + dy)
         with page.expect_navigation():
             page.get_by_role("button", name="Finish shape").click()
         assert "polygon=POLYGON" in page.url
         narrowed = page.locator("table.records tbody tr").count()
-        assert 0 < narrowed < total or page.locator("text=Nothing matches").count() == 1
+        assert 0 < narrowed < total
         assert page.get_by_role("button", name="Remove the shape").is_visible()
         walk.no_overflow()
         walk.shot("polygon")
