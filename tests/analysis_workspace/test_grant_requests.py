@@ -91,3 +91,19 @@ def test_the_admin_page_decides_requests(world):
     assert response.status_code == 302
     assert PurposeGrantRequest.objects.get().state == "approved"
     assert PurposeGrant.objects.get().granted_by == world.users["admin"]
+
+
+def test_the_admin_change_form_refuses_with_a_reason(world):
+    from django.test import Client
+
+    request = _request(world)
+    client = Client()
+    client.force_login(world.users["admin"])
+    url = f"/admin/warden_app/purposegrantrequest/{request.pk}/change/"
+    assert b"refusal_reason" in client.get(url).content
+    assert client.post(url, {"decision": "refuse", "refusal_reason": ""}).status_code == 200  # the form again
+    assert PurposeGrantRequest.objects.get().state == "pending"
+    assert client.post(url, {"decision": "refuse", "refusal_reason": "too broad"}).status_code == 302
+    refused = PurposeGrantRequest.objects.get()
+    assert refused.state == "refused" and refused.reason == "too broad" and refused.decided_by == world.users["admin"]
+    assert not PurposeGrant.objects.exists()

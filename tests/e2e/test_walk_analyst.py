@@ -2,7 +2,6 @@
 shape drawn on the map narrowing both, a record page with its withheld fields, how to connect
 QGIS and GDAL with a token made (and shown once), and a purpose-grant request sent; nothing
 leaves 127.0.0.1, no console error, nothing wider than the window."""
-import shutil
 import uuid
 from datetime import timedelta
 
@@ -10,7 +9,6 @@ import pytest
 from django.contrib.gis.geos import Point
 from django.utils import timezone
 
-from tests.e2e.handheld_support import ARTIFACTS
 from tests.e2e.walk import walker
 from tests.sync.conftest import LEIGH_BOX, PASSWORD, WIGAN_BOX
 
@@ -59,21 +57,20 @@ def test_an_analyst_maps_filters_reads_connects_and_asks(live_server, world, bro
         assert "rowdy_inconsiderate" not in page.locator("table.records").inner_text()
         assert page.locator(".leaflet-control-layers").count() == 1
         walk.no_overflow()
-        shot = walk.shot("map")
-        if width == "laptop":
-            shutil.copy(shot, "docs/img/analysis-workspace.png")
+        walk.shot("map")  # the laptop's is docs/img/analysis-workspace.png
 
-        # A shape drawn round the middle of the map narrows the list.
+        # A shape drawn round one record's point (the points are drawn last) narrows the list.
         page.get_by_role("button", name="Draw an area").click()
         page.locator("#records-map").scroll_into_view_if_needed()
-        box = page.locator("#records-map").bounding_box()
-        for fx, fy in ((.3, .3), (.7, .3), (.7, .7), (.3, .7)):
-            page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        dot = page.locator("#records-map path.leaflet-interactive").last.bounding_box()
+        cx, cy = dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2
+        for dx, dy in ((-30, -30), (30, -30), (30, 30), (-30, 30)):
+            page.mouse.click(cx + dx, cy + dy)
         with page.expect_navigation():
             page.get_by_role("button", name="Finish shape").click()
         assert "polygon=POLYGON" in page.url
         narrowed = page.locator("table.records tbody tr").count()
-        assert 0 < narrowed < total or page.locator("text=Nothing matches").count() == 1
+        assert 0 < narrowed < total
         assert page.get_by_role("button", name="Remove the shape").is_visible()
         walk.no_overflow()
         walk.shot("polygon")
@@ -111,4 +108,3 @@ def test_an_analyst_maps_filters_reads_connects_and_asks(live_server, world, bro
         walk.no_overflow()
         walk.shot("exports")
         walk.assert_clean()
-    assert ARTIFACTS.exists()
