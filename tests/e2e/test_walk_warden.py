@@ -5,19 +5,16 @@ photo was sent from another phone (its thumbnail from the server), and a colleag
 returned with issues, read only; a police record's personal fields "withheld". Nothing leaves
 127.0.0.1, no console error, nothing wider than the window."""
 import hashlib
-import shutil
 import uuid
 
 import pytest
 
-from tests.e2e.handheld_support import ARTIFACTS, GEO, Handheld, jpeg_bytes
+from tests.e2e.handheld_support import GEO, Handheld, jpeg_bytes
 from tests.e2e.walk import walker
 from tests.sync.conftest import PASSWORD, mutation, observation_data
 from warden_app.services.review import review_decide
 
 pytestmark = [pytest.mark.e2e]
-
-DOCS_IMG = ARTIFACTS.parent / "docs" / "img"
 
 
 def seeded(world):
@@ -93,10 +90,7 @@ def test_a_warden_records_offline_sends_and_reads_the_log_in_plain_words(live_se
         app.wait_sync()
         assert toast(app, "Sent") == "Sent, waiting for review."
         assert "Nothing waiting to send" in app.text()
-        shot(walk, "home")
-        if width == "phone":
-            DOCS_IMG.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ARTIFACTS / "walk-warden-home-phone.png", DOCS_IMG / "handheld.png")
+        shot(walk, "home")  # the phone's is docs/img/handheld.png
 
         # The sync log: words, not codes.
         app.go("#sync")
