@@ -143,6 +143,24 @@ def test_the_map_carries_the_internal_counts_of_the_aggregates_selectors(signed_
     assert layers["hotspots"]["type"] == "FeatureCollection"
 
 
+def layer_counts(response) -> dict[str, int]:
+    layers = response.context["map_data"]["layers"]
+    return {f["properties"]["name"]: f["properties"]["count"] for f in layers["counts"]["features"]}
+
+
+def test_the_layers_follow_the_category_filter(signed_in, world):
+    counts = layer_counts(signed_in("analyst").get("/analysis/", {"incident_type": "street_drinking"}))
+    assert sum(counts.values()) == 1  # the Leigh drinking only; the qualifier-free layers used to show 4
+
+
+def test_the_layers_follow_the_area_filter(signed_in, world):
+    from warden_app.models import Area
+
+    leigh = Area.objects.get(name__icontains="Leigh", boundary_set__operational=True)
+    counts = layer_counts(signed_in("analyst").get("/analysis/", {"area": str(leigh.pk)}))
+    assert set(counts) == {leigh.name} and counts[leigh.name] == 3  # two council, one police
+
+
 # --- exports -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "geojson", "gpkg"])

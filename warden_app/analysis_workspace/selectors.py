@@ -189,18 +189,31 @@ def filter_options() -> dict[str, Any]:
 
 
 def layers_read(user, query: WorkspaceQuery) -> dict[str, Any] | None:
-    """Counts per operational area and the hotspot surface for the kind of record and time
-    range on the form: the internal outputs the aggregates API gives this user (its own
-    parameter reading and scope). None when the aggregates API would not answer them."""
+    """Counts per operational area and the hotspot surface for the kind of record, time range,
+    categories and areas on the form: the internal outputs the aggregates API gives this user
+    (its own parameter reading and scope). The aggregates take no qualifier, organisation,
+    review state or shape, so those narrow the points only (the page says so). None when the
+    aggregates API would not answer them."""
     audience = aggregate_audience(user)
     if audience is None or audience.partner:
         return None
+    flt = query.filter
     asked = QueryDict(mutable=True)
     asked["record_type"] = query.record_type
-    if query.filter.time_from:
-        asked["start"] = query.filter.time_from.isoformat()
-    if query.filter.time_to:
-        asked["end"] = query.filter.time_to.isoformat()
+    if flt.time_from:
+        asked["start"] = flt.time_from.isoformat()
+    if flt.time_to:
+        asked["end"] = flt.time_to.isoformat()
+    if flt.incident_type and query.record_type == "observation":
+        asked["incident_type"] = ",".join(flt.incident_type)
+    if flt.area:
+        chosen = list(Area.objects.filter(pk__in=flt.area, boundary_set__operational=True)
+                      .values_list("code", "boundary_set__slug"))
+        sets = {slug for _, slug in chosen}
+        if len(sets) != 1:  # none of them operational, or codes of two sets: no layers to match
+            return None
+        asked["boundary_set"] = sets.pop()
+        asked["areas"] = ",".join(code for code, _ in chosen)
     try:
         iq = internal_query(asked, audience=audience, hotspots=True)
     except SyncError:
