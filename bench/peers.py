@@ -10,11 +10,15 @@ then fieldsync runs in gunicorn on a database of its own (`<name>_bench_peers`) 
 
   ingest  pushes of N new observations in batches of 100 and 500 from 1 and 4 handhelds at
           once (4 wardens: one user's pushes are serialised by design), empty store each run
-  feed    a first sync of a store of N records, pages of 500 (records/s)
+  feed    a first sync of a store of N records, pages of 500 (records/s), by a warden of the
+          same organisation and by a PCSO (police: the council's personal fields redacted)
+  single  one new observation per push, one push after another: the p50 round trip
   page    one page of 500 at stores of N and BIG records: the first page of a first sync
           (head) and the last 500 changes for a device that was up to date (tail)
 
-N and BIG are --sizes. Only one server runs while it is measured (two cores); PostgreSQL and
+fieldsync runs as production does: gunicorn with deploy/gunicorn.conf.py (access log included),
+DEBUG off, HTTPS settings on behind the header nginx adds; the client is the standard library's
+http.client on keep-alive connections, sending what the handheld sends. N and BIG are --sizes. Only one server runs while it is measured (two cores); PostgreSQL and
 Redis stay up throughout. The table's ratio is how many times faster fieldsync is (above 1:
 fieldsync ahead), for throughput and for page time alike.
 """
@@ -181,6 +185,46 @@ def page_costs(url: str, port: int, tokens: list[str], reader: str, size: int, r
     return {(size, "head"): head_ms, (size, "tail"): tail_ms}
 
 
+def start_production_server(port: int, workers: int) -> subprocess.Popen:
+    """gunicorn as deploy/ runs it: its shipped settings (deploy/gunicorn.conf.py: sync
+    workers, access log on stdout, kept here in var/peers/gunicorn.log as a log collector
+    would), DEBUG off, the project's own URLs, the HTTPS settings on with the header nginx adds
+    (sync.BEHIND_TLS). Only the address and the worker count are set."""
+    os.environ.update(FIELDSYNC_URLCONF="fieldsync.urls", FIELDSYNC_HTTPS="true",
+                      GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS=str(workers))
+    sync.BEHIND_TLS = True
+    VAR.mkdir(parents=True, exist_ok=True)
+    log = (VAR / "gunicorn.log").open("wb")
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"),
+                             "fieldsync.wsgi"], cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=log)
+    for _ in range(200):
+        status = None
+        try:
+            status, _data = sync.Http(port).call("GET", "/healthz")
+        except OSError:
+            time.sleep(0.1)
+        if status == 200:
+            return proc
+    proc.kill()
+    raise SystemExit(f"gunicorn did not start; see {VAR / 'gunicorn.log'}")
+
+
+def single_pushes(port: int, token: str, reps: int) -> float:
+    """One new observation per push, one after the other from one handheld, as a warden
+    saving records online: the median round trip in ms."""
+    client = sync.Http(port, token)
+    times = []
+    for i in range(reps + 5):
+        body = json.dumps({"mutations": [sync.observation()]}).encode()
+        started = time.perf_counter()
+        status, data = client.call("POST", "/api/v1/sync/push", body)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert status == 200 and json.loads(data)["results"][0]["status"] == "applied", data[:300]
+        if i >= 5:  # the first few warm this connection's worker
+            times.append(elapsed)
+    return statistics.median(times)
+
+
 def run_fieldsync(args, sizes: list[int]) -> dict:
     small, big = sizes
     url = sync.bench_database_url("_bench_peers")
@@ -188,16 +232,17 @@ def run_fieldsync(args, sizes: list[int]) -> dict:
     # One run enrols a handful of devices from one address; the default rate is per minute.
     os.environ["SYNC_ENROL_RATE"] = "10000/min"
     sync.recreate_database(url)
-    sync.seed({"busy_wardens": max(CLIENTS)})
+    sync.seed({"busy_wardens": max(CLIENTS), "pcso_reader": True})
     from django.db import connections
 
     connections.close_all()  # the seeding connection would sit idle on a shared cluster all run
     port = sync.free_port()
-    server = sync.start_gunicorn(port, args.workers)
+    server = start_production_server(port, args.workers)
     result = {"doc_bytes": len(json.dumps(sync.observation()).encode()), "ingest": {}, "page": {}}
     try:
         tokens = [sync.enrol(port, f"busy_{i}") for i in range(1, max(CLIENTS) + 1)]
         reader = sync.enrol(port, "busy_reader")
+        pcso = sync.enrol(port, "busy_pcso")
 
         # Untimed pass, as the peer's warm-up: every gunicorn worker imports, connects, plans.
         fill(port, tokens, small)
@@ -222,6 +267,18 @@ def run_fieldsync(args, sizes: list[int]) -> dict:
             rates.append(rate)
         result["feed"] = statistics.median(rates)
         print(f"  feed through {small:,}: {' '.join(f'{r:,.0f}' for r in rates)} records/s", flush=True)
+        # The same first sync by a PCSO: police staff reading the council's records, whose
+        # personal fields are left out of every change (the redacted pull path).
+        rates = []
+        for _ in range(args.runs):
+            rate, got, _cursor = pull_all(port, pcso)
+            assert got == small, (got, small)
+            rates.append(rate)
+        result["feed_redacted"] = statistics.median(rates)
+        print(f"  feed through {small:,}, redacted (PCSO): {' '.join(f'{r:,.0f}' for r in rates)} records/s",
+              flush=True)
+        result["single_ms"] = single_pushes(port, tokens[0], args.singles)
+        print(f"  single-mutation push p50: {result['single_ms']:.2f} ms", flush=True)
 
         fill(port, tokens, big - small - PAGE)
         result["page"].update(page_costs(url, port, tokens, reader, big, args.reps))
@@ -242,6 +299,8 @@ def table(pouch: dict, fs: dict, sizes: list[int]) -> list[tuple[str, str, str, 
                          f"{p:,.0f}", f"{f:,.0f}", f"{f / p:.2f}x"))
     p, f = pouch["feed"], fs["feed"]
     rows.append((f"feed: all of {sizes[0]:,}, pages of {PAGE} (docs/s)", f"{p:,.0f}", f"{f:,.0f}", f"{f / p:.2f}x"))
+    f = fs["feed_redacted"]
+    rows.append(("  the same, a reader whose fields are redacted (PCSO)", f"{p:,.0f}", f"{f:,.0f}", f"{f / p:.2f}x"))
     for where in ("head", "tail"):
         for size in sizes:
             p, f = pouch["page"][(size, where)], fs["page"][(size, where)]
@@ -250,7 +309,25 @@ def table(pouch: dict, fs: dict, sizes: list[int]) -> list[tuple[str, str, str, 
         p = pouch["page"][(sizes[1], where)] / pouch["page"][(sizes[0], where)]
         f = fs["page"][(sizes[1], where)] / fs["page"][(sizes[0], where)]
         rows.append((f"  {where} page, store {sizes[1]:,} / {sizes[0]:,}", f"{p:.2f}x", f"{f:.2f}x", ""))
+    rows.append(("single-mutation push, one after another, p50 (ms)", "", f"{fs['single_ms']:.2f}", ""))
     return rows
+
+
+# Issue #20's targets on this machine, one client: (figure, how it is read off the run, target).
+TARGETS = (
+    ("push of 500, 1 client", lambda p, f: f["ingest"][(500, 1)] / p["ingest"][(500, 1)], 1.25, "x PouchDB"),
+    ("first sync, same organisation", lambda p, f: f["feed"] / p["feed"], 1.5, "x PouchDB"),
+    ("first sync, redacted (PCSO)", lambda p, f: f["feed_redacted"] / p["feed"], 1.5, "x PouchDB"),
+)
+
+
+def print_targets(pouch: dict, fs: dict) -> None:
+    print("\ntargets (issue #20):")
+    for name, figure, target, unit in TARGETS:
+        value = figure(pouch, fs)
+        print(f"  {name:<32} {value:6.2f}{unit}  target >= {target}{unit}  {'met' if value >= target else 'NOT met'}")
+    single = fs["single_ms"]
+    print(f"  {'single-mutation push p50':<32} {single:6.2f} ms  target < 5 ms  {'met' if single < 5 else 'NOT met'}")
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -274,7 +351,8 @@ def main() -> None:
                                         "(default 20000,200000; --quick 2000,10000)")
     parser.add_argument("--runs", type=int, help="runs per ingest and feed figure, median kept (default 3; --quick 1)")
     parser.add_argument("--reps", type=int, help="repetitions of a page timing (default 15; --quick 5)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (deploy/gunicorn.conf.py otherwise)")
+    parser.add_argument("--singles", type=int, default=200, help="single-mutation pushes timed for the p50")
     parser.add_argument("--peers-dir", default=str(ROOT.parent / "shared" / "peers"),
                         help="the shared peers directory (default ../shared/peers from the repo)")
     parser.add_argument("--json", help="also write both sides' figures here")
@@ -294,13 +372,14 @@ def main() -> None:
           f"sizes {sizes[0]:,} / {sizes[1]:,}, runs {args.runs}, reps {args.reps}", flush=True)
     print("\n== PouchDB Server (its own bench.py)", flush=True)
     pouch = run_pouchdb(pouch_dir, args, sizes)
-    print(f"\n== fieldsync (gunicorn, {args.workers} workers)", flush=True)
+    print(f"\n== fieldsync (gunicorn -c deploy/gunicorn.conf.py, {args.workers} workers, DEBUG off)", flush=True)
     fs = run_fieldsync(args, sizes)
 
     print(f"\nside by side (load now {os.getloadavg()[0]:.2f}; ratio = times faster fieldsync is; "
           f"doc ~{pouch['doc_bytes']} bytes PouchDB, mutation ~{fs['doc_bytes']} bytes fieldsync)")
     rows = table(pouch, fs, sizes)
     print_table(rows)
+    print_targets(pouch, fs)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"sizes": sizes, "runs": args.runs, "reps": args.reps, "rows": rows, "pouchdb_raw": pouch["raw"]},

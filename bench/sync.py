@@ -83,15 +83,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Whether the server runs as behind nginx's TLS (bench/peers.py: production settings).
+BEHIND_TLS = False
+
+
 class Http:
     """One keep-alive connection, like one handheld."""
 
     def __init__(self, port: int, token: str | None = None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         self.token = token
+        # What nginx adds in production (deploy/nginx): the app then runs with its HTTPS
+        # settings on (FIELDSYNC_HTTPS=true) and does not redirect. bench/peers.py sets it.
+        self.extra = {"X-Forwarded-Proto": "https"} if BEHIND_TLS else {}
 
     def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"):
-        headers = {"Content-Type": ctype}
+        headers = {"Content-Type": ctype, **self.extra}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self.conn.request(method, path, body=body, headers=headers)
@@ -103,7 +110,8 @@ class Http:
 def seed(world_size: dict) -> dict:
     """Two areas, a warden in each, forms; returns ids the benchmark needs.
     world_size["busy_wardens"] adds that many more wardens to the busy team (busy_1, …),
-    for benchmarks that push from several handhelds at once."""
+    for benchmarks that push from several handhelds at once; world_size["pcso_reader"] a
+    police PCSO to it (busy_pcso), a reader whose pulls are redacted."""
     import django
 
     django.setup()
@@ -136,6 +144,14 @@ def seed(world_size: dict) -> dict:
             user.groups.add(groups[Role.WARDEN])
             team_add_member(team=team, user=user)
             users[name + suffix] = user.pk
+    if world_size.get("pcso_reader"):
+        # Police staff in the council's busy team: the council's personal fields are not
+        # shared with the police (no sharing rule), so this reader's pulls are redacted.
+        police = Organisation.objects.create(name="Bench Police", slug="bench-police", kind="police")
+        pcso = User.objects.create_user(username="busy_pcso", password=PASSWORD, organisation=police)
+        pcso.groups.add(groups[Role.PCSO])
+        team_add_member(team=team_get_or_create(name="busy"), user=pcso)
+        users["busy_pcso"] = pcso.pk
     return {"leigh": leigh.pk, "wigan": wigan.pk, "org": org.pk, "users": users}
 
 
