@@ -234,12 +234,10 @@ class SharingRuleAdmin(AdministratorsOnly, admin.ModelAdmin):
         sharing_rule_delete(rule=obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SharingRule]) -> None:
-        for rule in queryset.exclude(key__in=DEFAULT_KEYS):
+        # Django's bulk delete refuses the whole selection if it holds a default clause
+        # (has_delete_permission per object), so only deletable rules reach here.
+        for rule in queryset:
             sharing_rule_delete(rule=rule, by=request.user)
-        kept = queryset.filter(key__in=DEFAULT_KEYS).count()
-        if kept:
-            self.message_user(request, f"{kept} default clause(s) of the protocol kept: change them instead.",
-                              messages.WARNING)
 
 
 # --- purpose grants --------------------------------------------------------------------------
@@ -270,6 +268,8 @@ class PurposeGrantForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "user" not in self.fields:
+            return  # an issued grant's page: everything read-only
         analysts = User.objects.filter(is_active=True, groups__name=Role.ANALYST.value)
         if self.granted_by is not None:
             analysts = analysts.exclude(pk=self.granted_by.pk)
