@@ -13,10 +13,12 @@ from datetime import datetime
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from . import permissions
 from .choices import OrganisationKind
@@ -147,6 +149,26 @@ def fields_opened(rule: SharingRule) -> str:
     return "; ".join(per_type) or "nothing"
 
 
+def titled(field_name: str, title: str):
+    """Django's choices filter under a title of our own (its default is the field's name)."""
+    class Titled(admin.ChoicesFieldListFilter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.title = title
+    return (field_name, Titled)
+
+
+class PlainForeignKeys:
+    """No pencil, plus, cross and eye beside an organisation or an analyst: a rule or a
+    grant is no place to make, change or delete people and organisations."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and isinstance(field.widget, RelatedFieldWidgetWrapper):
+            field.widget = field.widget.widget
+        return field
+
+
 class ViewerRoleFilter(admin.SimpleListFilter):
     title = "role that sees"
     parameter_name = "role"
@@ -183,14 +205,15 @@ class OrganisationFilter(admin.SimpleListFilter):
 
 
 @admin.register(SharingRule)
-class SharingRuleAdmin(AdministratorsOnly, admin.ModelAdmin):
+class SharingRuleAdmin(AdministratorsOnly, PlainForeignKeys, admin.ModelAdmin):
     """Who sees which fields of whose records: each row reads "<roles> of <organisations> see
     <fields> in <owner>'s records"."""
 
     form = SharingRuleForm
     radio_fields = {"viewer_scope": admin.VERTICAL, "owner_scope": admin.VERTICAL}
-    list_display = ("key", "who_sees", "whose_records", "fields_opened", "updated_at")
-    list_filter = (ViewerRoleFilter, "viewer_scope", "owner_scope", OrganisationFilter)
+    list_display = ("name", "viewers", "owners", "opened", "updated_at")
+    list_filter = (ViewerRoleFilter, titled("viewer_scope", "staff of"), titled("owner_scope", "in records of"),
+                   OrganisationFilter)
     list_select_related = ("viewer_organisation", "owner_organisation")
     search_fields = ("key", "note")
     readonly_fields = ("summary", "created_at", "updated_at")
@@ -208,9 +231,21 @@ class SharingRuleAdmin(AdministratorsOnly, admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at")}),
     )
 
-    who_sees = admin.display(description="who sees")(staticmethod(who_sees))
-    whose_records = admin.display(description="in records of")(staticmethod(whose_records))
-    fields_opened = admin.display(description="fields opened")(staticmethod(fields_opened))
+    @admin.display(description="who sees")
+    def viewers(self, rule: SharingRule) -> str:
+        return who_sees(rule)
+
+    @admin.display(description="in records of")
+    def owners(self, rule: SharingRule) -> str:
+        return whose_records(rule)
+
+    @admin.display(description="fields opened")
+    def opened(self, rule: SharingRule) -> str:
+        return fields_opened(rule)
+
+    @admin.display(description="name", ordering="key")
+    def name(self, rule: SharingRule) -> str:
+        return rule.key
 
     @admin.display(description="in words")
     def summary(self, rule: SharingRule) -> str:
@@ -307,10 +342,14 @@ class GrantStateFilter(admin.SimpleListFilter):
         }.get(self.value(), queryset)
 
 
+def day(moment: datetime) -> str:
+    return date_format(timezone.localtime(moment), "j M Y")
+
+
 def grant_state(grant: PurposeGrant, now: datetime | None = None) -> str:
     now = now or timezone.now()
     if grant.revoked_at is not None:
-        return "Revoked"
+        return f"Revoked {day(grant.revoked_at)}"
     if grant.valid_from > now:
         return "Not started"
     if grant.valid_until <= now:
@@ -319,17 +358,24 @@ def grant_state(grant: PurposeGrant, now: datetime | None = None) -> str:
 
 
 @admin.register(PurposeGrant)
-class PurposeGrantAdmin(AdministratorsOnly, admin.ModelAdmin):
+class PurposeGrantAdmin(AdministratorsOnly, PlainForeignKeys, admin.ModelAdmin):
     form = PurposeGrantForm
-    list_display = ("user", "record_kind", "field_list", "purpose_short", "valid_from", "valid_until", "state",
-                    "granted_by", "revoked_at")
-    list_filter = (GrantStateFilter, "record_type")
+    # Dates without times, the revocation inside "state": the whole row fits a laptop.
+    list_display = ("analyst", "record_kind", "field_list", "purpose_short", "period", "state", "granted_by")
+    list_filter = (GrantStateFilter, titled("record_type", "kind of record"))
     list_select_related = ("user", "granted_by", "revoked_by")
     search_fields = ("user__username", "user__first_name", "user__last_name", "purpose")
-    date_hierarchy = "valid_from"
     actions = ["revoke_grants"]
     shown = ("user", "record_type", "fields", "purpose", "valid_from", "valid_until", "state", "granted_by",
              "granted_at", "revoked_at", "revoked_by")
+
+    @admin.display(description="analyst", ordering="user__username")
+    def analyst(self, grant: PurposeGrant) -> str:
+        return grant.user.get_username()
+
+    @admin.display(description="period", ordering="valid_from")
+    def period(self, grant: PurposeGrant) -> str:
+        return f"{day(grant.valid_from)} to {day(grant.valid_until)}"
 
     @admin.display(description="kind of record", ordering="record_type")
     def record_kind(self, grant: PurposeGrant) -> str:
@@ -382,7 +428,7 @@ class PurposeGrantAdmin(AdministratorsOnly, admin.ModelAdmin):
     def save_related(self, request, form, formsets, change) -> None:
         pass  # nothing related is edited here
 
-    @admin.action(description="Revoke the selected purpose grants (they stop opening fields at once)",
+    @admin.action(description="Revoke selected grants (they stop opening fields at once)",
                   permissions=["revoke"])
     def revoke_grants(self, request: HttpRequest, queryset: QuerySet[PurposeGrant]) -> None:
         done = 0

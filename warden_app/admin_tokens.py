@@ -15,10 +15,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from . import permissions
 from .models import ApiToken
 from .services.api_tokens import api_token_state, api_tokens_revoke_as_admin
+
+
+def day(moment) -> str:
+    return date_format(timezone.localtime(moment), "j M Y")
+
 
 STATE_LABELS = {"active": "Active", "expired": "Expired", "revoked": "Revoked",
                 "password_changed": "Ended by a password change"}
@@ -61,16 +67,31 @@ class UsedFilter(admin.SimpleListFilter):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("user", "name_or_dash", "prefix_shown", "created_at", "last_used_at", "expires_at", "state",
-                    "revoked_at")
+    # Dates without times, and the revocation inside "state": the whole row fits a laptop.
+    list_display = ("owner", "name_or_dash", "prefix_shown", "state", "created", "last_used", "expires")
     list_filter = (TokenStateFilter, UsedFilter, ("user__organisation", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("user", "user__organisation")
     search_fields = ("user__username", "user__first_name", "user__last_name", "name", "prefix")
-    date_hierarchy = "created_at"
     # Never token_hash or password_fingerprint: only what tells one token from another.
     fields = ("user", "name", "prefix_shown", "created_at", "last_used_at", "expires_at", "state", "revoked_at")
     readonly_fields = fields
     actions = ["revoke_tokens"]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, row: ApiToken) -> str:
+        return row.user.get_username()
+
+    @admin.display(description="made", ordering="created_at")
+    def created(self, row: ApiToken) -> str:
+        return day(row.created_at)
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, row: ApiToken) -> str:
+        return day(row.last_used_at) if row.last_used_at else "never"
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, row: ApiToken) -> str:
+        return day(row.expires_at)
 
     @admin.display(description="name", ordering="name")
     def name_or_dash(self, row: ApiToken) -> str:
@@ -84,7 +105,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, row: ApiToken) -> str:
-        return STATE_LABELS[api_token_state(row)]
+        state = api_token_state(row)
+        if state == "revoked":
+            return f"Revoked {day(row.revoked_at)}"
+        return STATE_LABELS[state]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return permissions.can_manage(request.user)
@@ -104,7 +128,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return permissions.can_manage(request.user)
 
-    @admin.action(description="Revoke the selected API tokens (they stop working at once)", permissions=["revoke"])
+    @admin.action(description="Revoke selected tokens (they stop working at once)", permissions=["revoke"])
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         ended = api_tokens_revoke_as_admin(tokens=list(queryset), by=request.user)
         already = queryset.count() - ended
