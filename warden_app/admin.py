@@ -194,6 +194,15 @@ class AreaAdmin(LeafletGeoAdmin):
     fields = ("boundary_set", "name", "code", "geom", "size_km2")
     readonly_fields = ("size_km2",)
 
+    class Media:
+        js = ("admin_site/map-fit.js",)
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "geom":
+            field.label = "Outline"  # "Geom" says nothing to whoever draws it
+        return field
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Area]:
         # geom_bng is metric (EPSG:27700), so its area is in square metres.
         return super().get_queryset(request).annotate(size_m2=AreaOf("geom_bng"))
