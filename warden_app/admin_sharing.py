@@ -212,7 +212,7 @@ class SharingRuleAdmin(AdministratorsOnly, PlainForeignKeys, admin.ModelAdmin):
     form = SharingRuleForm
     radio_fields = {"viewer_scope": admin.VERTICAL, "owner_scope": admin.VERTICAL}
     list_display = ("name", "viewers", "owners", "opened", "updated_at")
-    list_filter = (ViewerRoleFilter, titled("viewer_scope", "staff of"), titled("owner_scope", "in records of"),
+    list_filter = (ViewerRoleFilter, titled("viewer_scope", "viewers"), titled("owner_scope", "owner of the records"),
                    OrganisationFilter)
     list_select_related = ("viewer_organisation", "owner_organisation")
     search_fields = ("key", "note")

@@ -1,8 +1,8 @@
 """The demo admin's walk in Chromium, at 360 and 1366 px: signed in at "/", into the admin
 from home, then areas (an area's map drawn by the Leaflet widget from the project's own
-files), teams, users, sharing rules, purpose grants (one issued from the form) and API tokens
-(one revoked); nothing leaves 127.0.0.1, no console error, screenshots under test-artifacts/
-(the laptop's admin home also as docs/img/admin.png)."""
+files), teams, users, sharing rules (one added, after a refusal in words), purpose grants (one
+issued from the form) and API tokens (one revoked); nothing leaves 127.0.0.1, no console error,
+screenshots under test-artifacts/ (the laptop's admin home also as docs/img/admin.png)."""
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -56,7 +56,7 @@ def open_from_index(walk, live_url: str, label: str, path: str):
 
 @pytest.mark.parametrize("width", ["phone", "laptop"])
 def test_the_admin_walks_areas_teams_users_and_the_sharing_protocol(live_server, demo_world, browser, width):
-    from warden_app.models import ApiToken, PurposeGrant
+    from warden_app.models import ApiToken, PurposeGrant, SharingRule
 
     demo, password = demo_world
     live = live_server.url
@@ -115,6 +115,25 @@ def test_the_admin_walks_areas_teams_users_and_the_sharing_protocol(live_server,
         fits(walk)
         walk.shot("sharing-rule")
 
+        # A new clause: "one organisation" with none chosen is refused in words, then saved.
+        page.goto(live + "/admin/warden_app/sharingrule/add/")
+        page.fill("#id_key", "police-pcsos-see-council-personal")
+        page.fill("#id_note", "Protocol 4.2: PCSOs see personal details in the council's records.")
+        page.locator("#id_viewer_scope input[value=organisation]").check()
+        page.locator("#id_viewer_roles input[value=pcso]").check()
+        page.locator("#id_owner_scope input[value=organisation]").check()
+        page.select_option("#id_owner_organisation", label="Wigan Council")
+        page.locator("#id_field_groups input[value=personal]").check()
+        page.locator("input[name=_save]").click()
+        page.wait_for_load_state()
+        assert "Choose the organisation whose staff see the fields." in page.locator(".errorlist").inner_text()
+        fits(walk)
+        walk.shot("sharing-rule-refused")
+        page.select_option("#id_viewer_organisation", label="Greater Manchester Police")
+        page.locator("input[name=_save]").click()
+        page.wait_for_url(live + "/admin/warden_app/sharingrule/")
+        assert "PCSOs of Greater Manchester Police" in page.locator("#result_list").inner_text()
+
         # Purpose grants: the list, then one issued through the form.
         open_from_index(walk, live, "Select purpose grant", "/admin/warden_app/purposegrant/")
         assert "In force" in page.locator("#result_list").inner_text()
@@ -155,3 +174,6 @@ def test_the_admin_walks_areas_teams_users_and_the_sharing_protocol(live_server,
     assert grant.granted_by == demo.users["admin"] and grant.fields == ["persons_involved"]
     assert ApiToken.objects.get(name="QGIS laptop").revoked_at is not None
     assert ApiToken.objects.get(name="GDAL scripts").revoked_at is None
+    rule = SharingRule.objects.get(key="police-pcsos-see-council-personal")
+    assert (rule.viewer_organisation.name, rule.owner_organisation.name) == (
+        "Greater Manchester Police", "Wigan Council")
