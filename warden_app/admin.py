@@ -1,5 +1,6 @@
 """Django admin for the partnership's administrators: people, organisations, boundaries,
-areas, teams and forms, plus read-only views of the field records.
+areas, teams and forms, plus read-only views of the field records. The sharing protocol
+(rules, purpose grants) is in admin_sharing.py, API tokens in admin_tokens.py.
 
 Maps use django-leaflet with its bundled static files and tiles only from TILE_URL, never
 Django's default GIS widget (OpenLayers from a CDN): the machines may have no internet.
@@ -192,6 +193,15 @@ class AreaAdmin(LeafletGeoAdmin):
     search_fields = ("name", "code")
     fields = ("boundary_set", "name", "code", "geom", "size_km2")
     readonly_fields = ("size_km2",)
+
+    class Media:
+        js = ("admin_site/map-fit.js",)
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "geom":
+            field.label = "Outline"  # "Geom" says nothing to whoever draws it
+        return field
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Area]:
         # geom_bng is metric (EPSG:27700), so its area is in square metres.
@@ -499,5 +509,7 @@ class AuditItemAdmin(RecordAdmin):
 
 
 # Access log, partner endpoints, retention periods, escalations.
+from . import admin_sharing as _sharing_admin  # noqa: E402, F401  (sharing rules, purpose grants)
+from . import admin_tokens as _tokens_admin  # noqa: E402, F401  (personal API tokens)
 from .accountability import admin as _accountability_admin  # noqa: E402, F401
 from .analysis_workspace import admin as _analysis_workspace_admin  # noqa: E402, F401  (purpose-grant requests)

@@ -201,6 +201,13 @@ def build_security_world() -> SecurityWorld:
     ids["purpose_request"] = purpose_request_make(
         user=users["analyst"], record_type="observation", fields=["description"], purpose="repeat victims",
         valid_from=None, valid_until=timezone.now() + timedelta(days=30)).pk
+    # A grant that has ended (the admin's pages show it; it opens nothing to the analyst now).
+    from warden_app.models import PurposeGrant
+
+    ids["purpose_grant"] = PurposeGrant.objects.create(
+        user=users["analyst"], granted_by=users["admin"], record_type="observation", fields=["description"],
+        purpose="last year's study", valid_from=timezone.now() - timedelta(days=60),
+        valid_until=timezone.now() - timedelta(days=30)).pk
     ids["access_log_entry"] = AccessLogEntry.objects.order_by("id").values_list("id", flat=True).first()
     ids["api_token_analyst"] = api_token_create(user=users["analyst"], name="qgis")[1]
 

@@ -669,6 +669,10 @@ ADMIN_RIGHTS = {
     "observation": READ, "streetaudit": READ, "audititem": READ, "escalation": READ,
     "accesslogentry": set(),
     "purposegrantrequest": READ,  # decided through the service, never added or deleted by hand
+    # The sharing protocol. The target is the default clause, which is changed, never deleted.
+    "sharingrule": MANAGE - {"delete"},
+    "purposegrant": READ | {"add"},  # issued, then only revoked (an action), never edited or deleted
+    "apitoken": READ,  # made by their owner (the secret shown once), revoked by an action
 }
 DPO_RIGHTS = {"accesslogentry": READ}
 
@@ -764,7 +768,43 @@ def admin_rows(world: SecurityWorld) -> list[Row]:
         Row("get", f"/admin/warden_app/user/{world.users['warden_leigh'].pk}/password/", "web",
             admin_page({"admin": True})),
     ]
+    rows += sharing_admin_rows(world)
     return rows
+
+
+def sharing_admin_rows(world: SecurityWorld) -> list[Row]:
+    """The protocol's admin pages write through services: the admin's write goes through (302),
+    the DPO's and everyone else's is refused and leaves every table as it was."""
+    from warden_app.models import ApiToken, SharingRule
+    from warden_app.services.api_tokens import api_token_hash
+
+    token = world.ids["api_token_analyst"]
+    token_id = ApiToken.objects.get(token_hash=api_token_hash(token)).pk
+    rule = SharingRule.objects.order_by("pk").first()
+    police = world.users["pcso_leigh"].organisation_id
+    return [
+        # Neither the token nor its hash is on any admin page, to anyone.
+        Row("get", "/admin/warden_app/apitoken/", "web",
+            admin_page({"admin": True}, check=lacks(token, api_token_hash(token))), note="token list"),
+        Row("get", f"/admin/warden_app/apitoken/{token_id}/change/", "web",
+            admin_page({"admin": True}, check=lacks(token, api_token_hash(token))), note="the analyst's token"),
+        Row("post", "/admin/warden_app/apitoken/", "web", admin_page({"admin": True}, redirect=True),
+            data={"action": "revoke_tokens", "_selected_action": [token_id]},
+            after=token_alive_unless(token_id, "admin"), note="revoke the analyst's token"),
+        Row("post", "/admin/warden_app/purposegrant/add/", "web", admin_page({"admin": True}, redirect=True),
+            data={"user": world.users["analyst"].pk, "record_type": "observation", "fields": ["description"],
+                  "purpose": "matrix", "valid_until_0": "2099-01-01", "valid_until_1": "00:00:00"},
+            note="issue a grant"),
+        Row("post", "/admin/warden_app/purposegrant/", "web", admin_page({"admin": True}, redirect=True),
+            data={"action": "revoke_grants", "_selected_action": [world.ids["purpose_grant"]]},
+            note="revoke a grant"),
+        Row("post", "/admin/warden_app/sharingrule/add/", "web", admin_page({"admin": True}, redirect=True),
+            data={"key": "matrix-police", "viewer_scope": "organisation", "viewer_organisation": police,
+                  "viewer_roles": ["pcso"], "owner_scope": "any", "field_groups": ["personal"],
+                  "note": "matrix"}, note="add a rule"),
+        Row("post", f"/admin/warden_app/sharingrule/{rule.pk}/delete/", "web", admin_page({}),
+            data={"post": "yes"}, note="the default clause is never deleted"),
+    ]
 
 
 def not_escalated(username: str) -> Callable:

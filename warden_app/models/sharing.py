@@ -132,4 +132,6 @@ class PurposeGrant(models.Model):
         indexes = [models.Index(fields=["user", "valid_until"], name="purpose_grant_user_until")]
 
     def __str__(self) -> str:
-        return f"{self.record_type}: {', '.join(self.fields)} for {self.user_id} ({self.purpose[:40]})"
+        # How the admin's messages and history name a grant: whose, which fields, of what.
+        names = ", ".join(self.fields).replace("_", " ")
+        return f"{self.user}: {names} of {self.get_record_type_display().lower()}s"

@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from fieldsync.sync.errors import SyncError
 
+from .. import permissions
 from ..models import ApiToken, User
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,21 @@ def api_token_revoke_own(*, user: User, token_id: int) -> ApiToken:
     return row
 
 
+def api_tokens_revoke_as_admin(*, tokens: Iterable[ApiToken], by: User) -> int:
+    """An administrator ends tokens of anyone (a lost laptop, someone leaving): how many
+    were still unrevoked. The owner sees them as revoked on their tokens page."""
+    if not permissions.can_manage(by):
+        raise PermissionDenied("only an administrator revokes other people's API tokens")
+    ids = [row.pk for row in tokens]
+    with transaction.atomic():
+        ended = list(ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True)
+                     .select_for_update().values_list("pk", flat=True))
+        ApiToken.objects.filter(pk__in=ended).update(revoked_at=timezone.now())
+    for pk in ended:
+        log.info("api token %s revoked by administrator %s", pk, by.pk)
+    return len(ended)
+
+
 @dataclass(frozen=True)
 class TokenListing:
     """A token as its owner sees it in a list: never the secret, nor its hash."""
@@ -96,6 +114,11 @@ class TokenListing:
                 **{k: (v.isoformat() if v else None) for k, v in (
                     ("created_at", self.created_at), ("expires_at", self.expires_at),
                     ("last_used_at", self.last_used_at), ("revoked_at", self.revoked_at))}}
+
+
+def api_token_state(row: ApiToken, now: datetime | None = None) -> str:
+    """active | expired | revoked | password_changed, as its owner's list says."""
+    return _state(row, row.user, now or timezone.now())
 
 
 def _state(row: ApiToken, user: User, now: datetime) -> str:
