@@ -86,25 +86,25 @@ def queue(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     page = selectors.queue_page(request.user, filters, request.GET.get("page"))
     return render(request, "review_desk/queue.html", {
-        "form": form, "page": page, "query": _queue_query(request.GET), "section": "queue",
+        "form": form, "page": page, "query": _query_of(form), "section": "queue",
         "map_data": selectors.queue_map_data(request.user, filters), "map_config": map_config(),
     })
 
 
-def _queue_query(data) -> str:
-    """The queue's filters as a query string, only the filter fields (no page), so a record
+def _query_of(form: QueueFilterForm) -> str:
+    """The queue's valid filters as a query string (no page, nothing else), so a record
     opened from a filtered queue knows which queue to go on with."""
     query = QueryDict(mutable=True)
-    for name in QUEUE_FILTER_FIELDS:
-        value = data.get(name)
-        if value:
-            query[name] = value[:100]
+    if form.is_bound:
+        form.is_valid()
+        for name in QUEUE_FILTER_FIELDS:
+            if name not in form.errors and form.data.get(name):
+                query[name] = form.data[name]
     return query.urlencode()
 
 
-def _queue_filters(request: HttpRequest, query: str):
-    form = QueueFilterForm(QueryDict(query), **selectors.queue_filter_choices(request.user))
-    return form.filters()
+def _queue_form(request: HttpRequest, data) -> QueueFilterForm:
+    return QueueFilterForm(data, **selectors.queue_filter_choices(request.user))
 
 
 def _record_response(request, record_type, record_id, form=None, status=200, refused: str = "",
@@ -129,7 +129,8 @@ def _record_response(request, record_type, record_id, form=None, status=200, ref
 @require_GET
 @supervisor_required
 def record_detail(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
-    return _record_response(request, record_type, record_id, queue_query=_queue_query(request.GET))
+    queue_query = _query_of(_queue_form(request, request.GET)) if request.GET else ""
+    return _record_response(request, record_type, record_id, queue_query=queue_query)
 
 
 @require_POST
@@ -137,7 +138,8 @@ def record_detail(request: HttpRequest, record_type: str, record_id) -> HttpResp
 def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     if selectors.record_in_scope(request.user, record_type, record_id) is None:
         raise Http404("No such record in your areas.")
-    queue_query = _queue_query(QueryDict(request.POST.get("queue", "")[:1000]))
+    queue_form = _queue_form(request, QueryDict(request.POST.get("queue", "")[:1000]))
+    queue_query = _query_of(queue_form)
     form = ReviewDecisionForm(request.POST)
     if not form.is_valid():
         return _record_response(request, record_type, record_id, form=form, status=400, queue_query=queue_query)
@@ -156,14 +158,15 @@ def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResp
         # A comment decides nothing: the supervisor stays with the record they commented on.
         messages.success(request, decided)
         return redirect("review_desk:record", record_type=record_type, record_id=record_id)
-    return _go_on_with_queue(request, decided, record_type, record_id, queue_query)
+    return _go_on_with_queue(request, decided, record_type, record_id, queue_form)
 
 
-def _go_on_with_queue(request: HttpRequest, decided: str, record_type: str, record_id, queue_query: str):
+def _go_on_with_queue(request: HttpRequest, decided: str, record_type: str, record_id, queue_form):
     """After a decision, the next record of the queue the supervisor came from (same
     filters), or the queue itself when nothing is left in it."""
+    queue_query = _query_of(queue_form)
     suffix = f"?{queue_query}" if queue_query else ""
-    following = selectors.queue_next(request.user, _queue_filters(request, queue_query), record_type, record_id)
+    following = selectors.queue_next(request.user, queue_form.filters(), record_type, record_id)
     if following is None:
         messages.success(request, f"{decided} Nothing left to review.")
         return redirect(reverse("review_desk:queue") + suffix)
