@@ -675,6 +675,9 @@ def _error_rows(errors: Any) -> list[dict]:
     for row in rows:
         row["field_label"] = labels.field(row["field"])
         row["code_label"] = labels.error_code(row["code"])
+        # The server's messages name fields by their keys ("… is not an allowed incident_type").
+        if row["field"] in labels.FIELDS and isinstance(row["message"], str):
+            row["message"] = row["message"].replace(row["field"], row["field_label"].lower())
     return rows
 
 
