@@ -68,12 +68,20 @@ def no_codes(page):
     assert not shown, f"{page.url} shows raw codes: {shown}"
 
 
+# The elements sticking out of the window (Leaflet's own panes aside), to say what to fix.
+WIDE = """() => [...document.querySelectorAll("main *")]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".leaflet-container"))
+  .slice(0, 6).map(e => e.tagName.toLowerCase() + "." + e.className)"""
+
+
 def check(walk, stop: str) -> str:
-    print("WIDE", stop, walk.page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.table-scroll')).slice(0, 12).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))"""))
-    walk.shot(stop)
-    walk.no_overflow()
+    shot = walk.shot(stop)
+    try:
+        walk.no_overflow()
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {walk.page.evaluate(WIDE)}") from None
     no_codes(walk.page)
-    return walk.shot(stop)
+    return shot
 
 
 @pytest.mark.parametrize("width", ["phone", "laptop"])
@@ -157,6 +165,15 @@ def test_a_supervisor_works_the_queue_and_the_desk(live_server, demo, browser, w
         page.locator(".desk-header").get_by_role("link", name="API tokens").click()
         page.wait_for_url(live_server.url + "/review/tokens/")
         check(walk, "tokens")
+
+        # A street audit: its items' issues and grades by their labels.
+        walk.go("/review/?type=street_audit")
+        page.locator("table.queue tbody tr a").first.click()
+        page.wait_for_selector("#record-map[data-ready=true]")
+        assert page.locator("h1").inner_text().startswith("Street audit: ")
+        grades = set(page.locator("table.items tbody td:nth-child(3)").all_inner_texts()) - {"—"}
+        assert all(": " in grade for grade in grades), grades  # "B: predominantly free…", never "B"
+        check(walk, "audit")
         walk.assert_clean()
 
 
