@@ -313,7 +313,8 @@ def record_page(user, record_type: str, record_id) -> RecordPage | None:
         for version in page.item_versions:
             version.item_number = number.get(version.record_id)
     for version in page.versions + page.item_versions:
-        version.changed_labels = labels.fields(version.changed_fields)
+        # A first version "changes" every field it has: it is the record's creation.
+        version.changed_labels = "Created" if version.version == 1 else labels.fields(version.changed_fields)
     page.persons = _persons(record) if "persons_involved" in visible else []
     page.reviews = list(record.reviews.select_related("reviewer").order_by("created_at", "id"))
     conflict_q = Q(record_type=record_type, record_id=record.pk)
