@@ -260,9 +260,13 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     desk = Desk(browser, live_server.url).login()
     desk.open_record_from_queue(record_id)
     desk.decide("Return with issues", note)
-    desk.page.locator("#review-state", has_text="Has issues").wait_for()
+    # The queue held only this record: the desk goes back to it, saying what was decided.
+    desk.page.locator(".messages", has_text="Has issues: saved as version").wait_for()
+    assert "Nothing left to review" in desk.page.locator(".messages").inner_text()
     observation = Observation.objects.get()
     assert (observation.review_state, observation.version) == ("has_issues", 2)
+    # The supervisor goes back to the record (at version 2) and keeps it open meanwhile.
+    desk.page.goto(f"{live_server.url}/review/records/observation/{record_id}/")
 
     app.sync()
     app.home()
@@ -291,7 +295,9 @@ def test_returned_on_the_desk_fixed_offline_and_approved_at_the_new_version(live
     assert desk.page.get_by_text("Youths on the wall, moved on").count() == 1
     assert desk.page.locator("form.decision input[name=version]").input_value() == "3"
     desk.decide("Approve")
-    desk.page.locator("#review-state", has_text="Approved").wait_for()
+    # The queue held only this record: the desk goes back to it, saying what was decided.
+    desk.page.locator(".messages", has_text="Approved: saved as version").wait_for()
+    assert "Nothing left to review" in desk.page.locator(".messages").inner_text()
     desk.screenshot("approved-new-version")
     assert not desk.errors, desk.errors
 
@@ -330,7 +336,9 @@ def test_an_edit_made_offline_while_the_supervisor_approved_says_so_on_the_handh
     desk = Desk(browser, live_server.url).login()
     desk.open_record_from_queue(record_id)
     desk.decide("Approve")
-    desk.page.locator("#review-state", has_text="Approved").wait_for()
+    # The queue held only this record: the desk goes back to it, saying what was decided.
+    desk.page.locator(".messages", has_text="Approved: saved as version").wait_for()
+    assert "Nothing left to review" in desk.page.locator(".messages").inner_text()
 
     app.go_online()
     app.sync()

@@ -85,7 +85,10 @@ def test_supervisor_returns_a_record_resolves_a_conflict_and_revokes_a_device(li
     page.check("input[name=decision][value=has_issues]")
     page.fill("textarea[name=note]", "Add the action you took and when you left")
     page.click("form.decision button[type=submit]")
-    page.locator("#review-state", has_text="Has issues").wait_for(timeout=10_000)
+    # On to the next record of the queue, the disputed one, saying what was decided.
+    page.locator(".messages", has_text="Has issues: saved as version 2. Next in the queue").wait_for(
+        timeout=10_000)
+    assert page.url.endswith(f"/review/records/observation/{desk_world['disputed']}/")
     record = Observation.objects.get(pk=submitted)
     assert (record.review_state, record.version) == ("has_issues", 2)
     review = Review.objects.get(observation_id=submitted)

@@ -395,7 +395,9 @@ def test_return_with_issues_reaches_the_authors_handheld(world, records):
     assert Observation.objects.get(pk=record_id).review_state == "submitted"
     response = client.post(url, {"decision": "has_issues", "note": "Say what you did", "version": 1,
                                  "csrfmiddlewaretoken": token})
-    assert response.status_code == 302 and response["Location"] == f"/review/records/observation/{record_id}/"
+    # On to the next record of the queue (test_next_in_queue_* below say which).
+    assert response.status_code == 302 and response["Location"].startswith("/review/records/")
+    assert str(record_id) not in response["Location"]
     record = Observation.objects.get(pk=record_id)
     assert (record.review_state, record.version) == ("has_issues", 2)
     review = Review.objects.get(observation_id=record_id)
@@ -609,7 +611,10 @@ def test_quarantine_list_shows_codes_errors_and_the_payload_without_personal_val
     assert response.status_code == 200
     assert [i.pk for i in response.context["page"].object_list] == [item.pk]
     body = response.content.decode()
-    assert "validation_failed" in body and "incident_type" in body and "not_in_choices" in body
+    # Labels, not the server's codes: the refusal, the field and its reason in words.
+    assert "<td>Not valid</td>" in body and "<td>New record: Observation</td>" in body
+    assert "<strong>Incident type</strong>: Not on the list" in body
+    assert "validation_failed" not in body and "not_in_choices" not in body
     assert "joyriding" in body and "(withheld)" in body
     assert "red coat" not in body and "Group drinking" not in body
     # What else a refused payload holds is whatever the handheld sent: showing it is logged.
@@ -739,3 +744,151 @@ def test_a_decision_refused_as_stale_can_be_made_again_on_the_version_now_shown(
     assert Observation.objects.get(pk=record_id).review_state == "approved"
     approval = Review.objects.get(observation_id=record_id)
     assert (approval.decision, approval.note, approval.record_version) == ("approved", "Fine", 3)
+
+
+# --- labels, not raw keys ------------------------------------------------------------------------
+
+def test_labels_name_fields_codes_refusals_and_keep_what_they_do_not_know():
+    from warden_app.review_desk import labels
+
+    assert labels.field("incident_type") == "Incident type"
+    assert labels.field("persons_involved") == "Persons involved"
+    assert labels.field("_deleted") == "Delete the record"
+    assert labels.fields(["description", "location"]) == "Description, Location"
+    assert labels.value("incident_type", "street_drinking") == "Street drinking"
+    assert labels.value("issue_type", "graffiti") == "Graffiti"
+    assert labels.value("action_taken", ["advice", "warning"]) == ["Advice given", "Verbal warning"]
+    assert labels.value("grade", "C") == "C: widespread minor accumulations"
+    assert labels.value("fix_source", "manual") == "Manual pin"
+    assert labels.value("description", "litter") == "litter"  # free text is never "translated"
+    assert labels.record_type("street_audit") == "Street audit"
+    assert labels.refusal("validation_failed") == "Not valid"
+    assert labels.error_code("not_in_choices") == "Not on the list"
+    assert labels.token_state("password_changed") == "Ended by a password change"
+    # A code a newer handheld sends is shown as it came, not dropped.
+    assert labels.value("incident_type", "joyriding") == "joyriding"
+    assert labels.field("colour_of_door") == "colour_of_door"
+
+
+def test_record_page_shows_labels_for_grades_history_and_persons(world, records):
+    client = signed_in(world)
+    body = client.get(f"/review/records/street_audit/{records['audit']}/").content.decode()
+    assert "<td>Litter</td><td>C: widespread minor accumulations</td>" in body
+    observation = client.get(f"/review/records/observation/{records['leigh']}/").content.decode()
+    assert "<em>Approximate age</em>: 35" in observation and "approx_age" not in observation
+    assert "Street drinking" in observation and "street_drinking" not in observation
+    records["handheld"].push_one(mutation("observation", "update", records["leigh"],
+                                          {"incident_type": "noise", "persons_involved": []}, base_version=1))
+    history = client.get(f"/review/records/observation/{records['leigh']}/").content.decode()
+    assert "Incident type, Persons involved" in history and "incident_type" not in history
+
+
+def test_conflict_pages_name_the_fields_and_the_codes_of_both_sides(world):
+    first = world.enrol("warden")
+    record_id = create(first, "observation", observation_data())
+    second = world.enrol("warden")
+    assert first.push_one(mutation("observation", "update", record_id, {"incident_type": "noise"},
+                                   base_version=1))["status"] == "applied"
+    result = second.push_one(mutation("observation", "update", record_id, {"incident_type": "trespass"},
+                                      base_version=1))
+    assert result["status"] == "conflict", result
+    client = signed_in(world)
+    listing = client.get("/review/conflicts/").content.decode()
+    assert "<td>Incident type</td>" in listing and "<td>Observation" in listing
+    page = client.get(f"/review/conflicts/{result['conflict_id']}/").content.decode()
+    assert '<th scope="row">Incident type</th>' in page
+    assert "<pre>Trespass</pre>" in page and "<pre>Noise</pre>" in page
+    assert "incident_type</th>" not in page and "<pre>noise</pre>" not in page
+
+
+# --- next in queue -------------------------------------------------------------------------------
+
+@pytest.fixture
+def queue(world):
+    """Four Leigh observations a minute apart (newest first: a, b, c, d), d by another author."""
+    handheld = world.enrol("warden")
+    other = world.enrol("warden2")
+    ids = {}
+    for n, name in enumerate("abcd"):
+        data = observation_data(observed_at=now_iso(timedelta(minutes=-10 - n)), description=f"record {name}")
+        ids[name] = create(other if name == "d" else handheld, "observation", data)
+    return ids
+
+
+def decide(client, record_id, decision="approved", queue="", note=""):
+    return client.post(f"/review/records/observation/{record_id}/review",
+                       {"decision": decision, "version": 1, "note": note, "queue": queue})
+
+
+def test_next_in_queue_is_the_record_after_the_decided_one_then_the_queue_when_empty(world, queue):
+    client = signed_in(world)
+    response = decide(client, queue["b"])
+    assert response.status_code == 302
+    assert response["Location"] == f"/review/records/observation/{queue['c']}/"
+    [message] = [str(m) for m in client.get(response["Location"]).context["messages"]]
+    assert message == "Approved: saved as version 2. Next in the queue: observation \u201cStreet drinking\u201d."
+    # After the last one, back to the first still to review (b has left the queue).
+    response = decide(client, queue["d"], "rejected", note="Not ours")
+    assert response["Location"] == f"/review/records/observation/{queue['a']}/"
+    decide(client, queue["a"], "has_issues", note="Which bench?")
+    response = decide(client, queue["c"])
+    assert response["Location"] == "/review/"
+    page = client.get("/review/")
+    assert [str(m) for m in page.context["messages"]][-1] == "Approved: saved as version 2. Nothing left to review."
+    assert page.context["page"].paginator.count == 0
+
+
+def test_next_in_queue_keeps_the_filters_the_supervisor_came_with(world, queue):
+    client = signed_in(world)
+    author = world.users["warden"].pk
+    page = client.get(f"/review/?author={author}&page=1&bogus=1")
+    link = f"/review/records/observation/{queue['a']}/?author={author}"
+    assert link in page.content.decode()  # the queue's links carry its filters, not its page
+    record = client.get(link).content.decode()
+    assert f'name="queue" value="author={author}"' in record
+    assert f'href="/review/?author={author}">← Queue' in record
+    response = decide(client, queue["c"], queue=f"author={author}")
+    # d is next in time but by someone else: the filtered queue goes on with a.
+    assert response["Location"] == f"/review/records/observation/{queue['a']}/?author={author}"
+    decide(client, queue["a"], queue=f"author={author}")
+    response = decide(client, queue["b"], queue=f"author={author}")
+    assert response["Location"] == f"/review/?author={author}"
+    # A bad filter value filters nothing rather than failing.
+    assert decide(client, queue["d"], queue="author=nobody&state=<x>")["Location"] == "/review/"
+
+
+def test_a_comment_stays_on_its_record(world, queue):
+    client = signed_in(world)
+    response = decide(client, queue["a"], "comment", note="Seen")
+    assert response["Location"] == f"/review/records/observation/{queue['a']}/"
+
+
+# --- the queue's map -----------------------------------------------------------------------------
+
+def test_queue_map_has_the_filtered_queue_in_scope_and_no_more_than_its_rows_show(world, records):
+    client = signed_in(world)
+    data = client.get("/review/").context["map_data"]
+    points = [f for f in data["features"] if f["properties"]["kind"] == "record"]
+    urls = {f["properties"]["url"] for f in points}
+    assert urls == {f"/review/records/observation/{records['leigh']}/",
+                    f"/review/records/observation/{records['outside']}/",
+                    f"/review/records/street_audit/{records['audit']}/"}
+    assert {f["properties"]["label"] for f in data["features"] if f["properties"]["kind"] == "area"} == {"Leigh"}
+    body = str(data)
+    assert "bus station" not in body and "red coat" not in body  # descriptions, persons: not on the map
+    assert set(points[0]["properties"]) == {"kind", "type", "summary", "author", "area", "state",
+                                            "review_state", "when", "url"}
+    filtered = client.get("/review/?type=street_audit").context["map_data"]
+    assert [f["properties"]["url"] for f in filtered["features"] if f["properties"]["kind"] == "record"] == [
+        f"/review/records/street_audit/{records['audit']}/"]
+
+
+def test_queue_map_is_capped(world, records, monkeypatch):
+    from warden_app.review_desk import selectors
+
+    monkeypatch.setattr(selectors, "MAP_POINTS", 2)
+    page = signed_in(world).get("/review/")
+    data = page.context["map_data"]
+    assert data["capped"] is True
+    assert len([f for f in data["features"] if f["properties"]["kind"] == "record"]) == 2
+    assert "The newest 2 records of this queue are on the map" in page.content.decode()

@@ -16,7 +16,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import CharField, Count, F, Q, QuerySet, Value
+from django.db.models import CharField, Count, F, FloatField, Func, Q, QuerySet, Value
+from django.urls import reverse
 from django.utils import timezone
 
 from fieldsync.sync import registry
@@ -24,11 +25,12 @@ from fieldsync.sync.models import Attachment, Conflict, Device, QuarantinedMutat
 from fieldsync.sync.selectors import devices_visible_to, missing_attachments
 
 from .. import permissions
-from ..choices import ActionTaken, FixSource, IncidentType, IssueType, Qualifier, ReviewState
+from ..choices import ActionTaken, FixSource, Grade, IncidentType, IssueType, Qualifier, ReviewState
 from ..models import Area, AuditItem, Observation, StreetAudit, User
 from ..roles import Role
 from ..services.access_log import access_log_records
 from ..services.review import OPEN_STATES
+from . import labels
 
 PAGE_SIZE = 25
 # The record types the desk reviews, and the column that says when each happened.
@@ -73,12 +75,13 @@ def _day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def queue_page(user, filters: QueueFilters, page_number: Any = 1) -> Page:
-    """One page of the observations and street audits in scope, newest first, as dicts.
+QUEUE_COLUMNS = ("q_id", "q_type", "q_when", "q_summary", "q_state", "q_author", "q_area", "q_version",
+                 "q_updated", "q_x", "q_y")
 
-    Both types are read by one UNION query (plus its count), with author and area names
-    joined in, so the page costs the same whatever it holds.
-    """
+
+def _queue_parts(user, filters: QueueFilters, among: dict[str, Q] | None = None) -> list[QuerySet]:
+    """One query per reviewed type, filtered and annotated alike for a UNION; `among`
+    narrows a type further (a Q on that type's own columns)."""
     scope = review_scope(user)
     parts = []
     for type_name, model in REVIEWED.items():
@@ -86,6 +89,8 @@ def queue_page(user, filters: QueueFilters, page_number: Any = 1) -> Page:
             continue
         when = WHEN[type_name]
         qs = model.objects.filter(scope, deleted_at__isnull=True)
+        if among is not None:
+            qs = qs.filter(among.get(type_name, Q()))
         if filters.state == "to_review":
             qs = qs.filter(review_state__in=TO_REVIEW)
         elif filters.state != "all":
@@ -111,16 +116,79 @@ def queue_page(user, filters: QueueFilters, page_number: Any = 1) -> Page:
             q_area=F("area__name"),
             q_version=F("version"),
             q_updated=F("updated_at"),
-        ).values("q_id", "q_type", "q_when", "q_summary", "q_state", "q_author", "q_area", "q_version",
-                 "q_updated")
+            q_x=Func(F("location"), function="ST_X", output_field=FloatField()),
+            q_y=Func(F("location"), function="ST_Y", output_field=FloatField()),
+        ).values(*QUEUE_COLUMNS)
         parts.append(qs.order_by())
+    return parts
+
+
+def _queue_query(user, filters: QueueFilters, among: dict[str, Q] | None = None):
+    parts = _queue_parts(user, filters, among)
     if not parts:
-        parts = [Observation.objects.none().values("id")]
+        return Observation.objects.none().values("id")
     combined = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    combined = combined.order_by("-q_when", "q_id")
-    page = Paginator(combined, PAGE_SIZE).get_page(page_number)
+    return combined.order_by("-q_when", "q_id")
+
+
+def queue_page(user, filters: QueueFilters, page_number: Any = 1) -> Page:
+    """One page of the observations and street audits in scope, newest first, as dicts.
+
+    Both types are read by one UNION query (plus its count), with author and area names
+    joined in, so the page costs the same whatever it holds.
+    """
+    page = Paginator(_queue_query(user, filters), PAGE_SIZE).get_page(page_number)
     page.object_list = [_queue_row(row) for row in page.object_list]
     return page
+
+
+def queue_next(user, filters: QueueFilters, record_type: str, record_id) -> dict | None:
+    """The record after this one in the queue as `filters` order it (newest first), else the
+    first one before it; never this record itself. None when nothing else matches.
+
+    The decided record may have left the queue (approved is no longer "to review"), so its
+    place is taken from its own time, not from its row."""
+    model = REVIEWED.get(record_type)
+    current = model.objects.filter(pk=record_id).values_list(WHEN[record_type], flat=True).first() \
+        if model else None
+    others = {name: ~Q(pk=record_id) for name in REVIEWED}
+    if current is not None:
+        after = {name: others[name] & (Q(**{f"{WHEN[name]}__lt": current})
+                                       | Q(**{WHEN[name]: current, "pk__gt": record_id}))
+                 for name in REVIEWED}
+        row = _queue_query(user, filters, after).first()
+        if row is not None:
+            return _queue_row(row)
+    row = _queue_query(user, filters, others).first()
+    return _queue_row(row) if row is not None else None
+
+
+MAP_POINTS = 500
+
+
+def queue_map_data(user, filters: QueueFilters) -> dict:
+    """The filtered queue's newest MAP_POINTS records as points, with the outlines of the
+    areas this user reviews. Each point carries only what its queue row shows (type, what,
+    author, area, state, when) and the link to its record page."""
+    rows = [_queue_row(row) for row in _queue_query(user, filters)[:MAP_POINTS + 1]]
+    total = len(rows)
+    features = []
+    for row in rows[:MAP_POINTS]:
+        if row["x"] is None or row["y"] is None:
+            continue
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [row["x"], row["y"]]},
+                         "properties": {"kind": "record", "type": row["type_label"], "summary": row["summary"],
+                                        "author": row["author"], "area": row["area"] or "Outside every area",
+                                        "state": row["state_label"], "review_state": row["state"],
+                                        "when": _when(row["when"]),
+                                        "url": reverse("review_desk:record", args=[row["type"], row["id"]])}})
+    areas = Area.objects.filter(pk__in=permissions.area_ids_with(user, permissions.REVIEW_AREA)) \
+        if desk_allowed(user) else Area.objects.none()
+    for area in areas.only("id", "name", "geom").order_by("name"):
+        features.append({"type": "Feature", "geometry": _geojson(area.geom),
+                         "properties": {"kind": "area", "label": area.name}})
+    return {"type": "FeatureCollection", "features": features,
+            "capped": total > MAP_POINTS, "cap": MAP_POINTS}
 
 
 def _queue_row(row: dict) -> dict:
@@ -139,6 +207,8 @@ def _queue_row(row: dict) -> dict:
         "area": row["q_area"],
         "version": row["q_version"],
         "updated_at": row["q_updated"],
+        "x": row.get("q_x"),
+        "y": row.get("q_y"),
     }
 
 
@@ -173,6 +243,7 @@ class RecordPage:
     photos: list[dict] = field(default_factory=list)
     map_data: dict = field(default_factory=dict)
     fields: list[tuple[str, Any]] = field(default_factory=list)
+    persons: list[list[tuple[str, Any]]] = field(default_factory=list)
 
     @property
     def can_decide(self) -> bool:
@@ -227,6 +298,7 @@ def record_page(user, record_type: str, record_id) -> RecordPage | None:
         item_ids = [item.pk for item in page.items]
         for item in page.items:
             item.issue_label = _label(IssueType, item.issue_type)
+            item.grade_label = _label(Grade, item.grade)
             item.visible_photos = item.photos if "photos" in visible_fields_of(user, "audit_item", item) else []
     page.versions = list(
         RecordVersion.objects.filter(record_type=record_type, record_id=record.pk)
@@ -240,6 +312,10 @@ def record_page(user, record_type: str, record_id) -> RecordPage | None:
         )
         for version in page.item_versions:
             version.item_number = number.get(version.record_id)
+    for version in page.versions + page.item_versions:
+        # A first version "changes" every field it has: it is the record's creation.
+        version.changed_labels = "Created" if version.version == 1 else labels.fields(version.changed_fields)
+    page.persons = _persons(record) if "persons_involved" in visible else []
     page.reviews = list(record.reviews.select_related("reviewer").order_by("created_at", "id"))
     conflict_q = Q(record_type=record_type, record_id=record.pk)
     if item_ids:
@@ -255,13 +331,19 @@ def record_page(user, record_type: str, record_id) -> RecordPage | None:
     return page
 
 
-def _label(choices, value: str | None) -> str:
-    if not value:
-        return ""
-    try:
-        return choices(value).label
-    except ValueError:
-        return value
+_label = labels.choice
+
+
+def _persons(record) -> list[list[tuple[str, Any]]]:
+    """Each person involved as (label, value) pairs; a person stored as plain text is one
+    pair with no label."""
+    people = []
+    for person in getattr(record, "persons_involved", None) or []:
+        if isinstance(person, dict):
+            people.append([(labels.person_key(key), value) for key, value in person.items()])
+        else:
+            people.append([("", person)])
+    return people
 
 
 def _when(value: datetime | None) -> str:
@@ -327,7 +409,8 @@ def _map_data(record, items: list) -> dict:
     for number, item in enumerate(items, start=1):
         features.append({"type": "Feature", "geometry": _geojson(item.location),
                          "properties": {"kind": "item",
-                                        "label": f"{number}. {item.issue_label} {item.grade or ''}".strip()}})
+                                        "label": f"{number}. {item.issue_label}"
+                                                 + (f" (grade {item.grade})" if item.grade else "")}})
     if record.area is not None:
         features.append({"type": "Feature", "geometry": _geojson(record.area.geom),
                          "properties": {"kind": "area", "label": record.area.name}})
@@ -386,7 +469,8 @@ def conflict_list_page(user, *, show: str = "open", page_number: Any = 1) -> Pag
     )
     for conflict in conflicts:
         conflict.page_type, conflict.page_id = record_page_of(conflict, parents)
-        conflict.field_names = [_field_label(name) for name in conflict.fields]
+        conflict.field_names = [labels.field(name) for name in conflict.fields]
+        conflict.type_label = labels.record_type(conflict.record_type)
     page.object_list = conflicts
     return page
 
@@ -399,14 +483,17 @@ def record_page_of(conflict: Conflict, parents: dict) -> tuple[str | None, Any]:
     return ("street_audit", parent) if parent else (None, None)
 
 
-def _field_label(name: str) -> str:
-    return "delete the record" if name == "_deleted" else name
-
-
 def _pretty(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _conflict_value(name: str, value: Any) -> Any:
+    """A side's value as a supervisor reads it: codes named, the delete flag in words."""
+    if name == "_deleted":
+        return {True: "Deleted", False: "Kept"}.get(value, value) if isinstance(value, bool) else value
+    return labels.value(name, value)
 
 
 @dataclass
@@ -436,16 +523,17 @@ def conflict_page(user, conflict: Conflict) -> ConflictPage:
         values = values if isinstance(values, dict) else {}
         rows.append({
             "name": name,
-            "label": _field_label(name),
+            "label": labels.field(name),
             "shown": shown,
-            "device": _pretty(values.get("device")) if shown else WITHHELD,
-            "server": _pretty(values.get("server")) if shown else WITHHELD,
+            "device": _pretty(_conflict_value(name, values.get("device"))) if shown else WITHHELD,
+            "server": _pretty(_conflict_value(name, values.get("server"))) if shown else WITHHELD,
             # Fields a resolution did not name kept the server's value.
-            "chosen": chosen.get(name, "server") if conflict.resolved_at else None,
+            "chosen": labels.side(chosen.get(name, "server")) if conflict.resolved_at else None,
         })
     personal = permissions.PERSONAL_FIELDS.get(conflict.record_type, frozenset()) & visible & set(conflict.fields)
     parents = {record.pk: record.street_audit_id} if conflict.record_type == "audit_item" and record else {}
     page_type, page_id = record_page_of(conflict, parents)
+    conflict.type_label = labels.record_type(conflict.record_type)
     if personal:
         access_log_records(user=user, action="consultation", record_type=conflict.record_type,
                            record_ids=[conflict.record_id],
@@ -547,6 +635,7 @@ def quarantine_list_page(user, *, show: str = "open", page_number: Any = 1) -> P
     items = list(page.object_list)
     for item in items:
         item.error_rows = _error_rows(item.errors)
+        _quarantine_labels(item)
         item.payload_text = payload_redacted(item)
         item.withheld = bool(_personal_in_payload(item))
     page.object_list = items
@@ -578,13 +667,25 @@ def _error_rows(errors: Any) -> list[dict]:
         for name, problems in errors.items():
             for problem in problems if isinstance(problems, list) else [problems]:
                 if isinstance(problem, dict):
-                    rows.append({"field": name, "code": problem.get("code", ""),
-                                 "message": problem.get("message", "")})
+                    code = str(problem.get("code", ""))
+                    rows.append({"field": name, "code": code, "message": problem.get("message", "")})
                 else:
                     rows.append({"field": name, "code": "", "message": str(problem)})
     elif errors:
         rows.append({"field": "", "code": "", "message": _pretty(errors)})
+    for row in rows:
+        row["field_label"] = labels.field(row["field"])
+        row["code_label"] = labels.error_code(row["code"])
+        # The server's messages name fields by their keys ("… is not an allowed incident_type").
+        if row["field"] in labels.FIELDS and isinstance(row["message"], str):
+            row["message"] = row["message"].replace(row["field"], row["field_label"].lower())
     return rows
+
+
+def _quarantine_labels(item: QuarantinedMutation) -> None:
+    item.type_label = labels.record_type(item.record_type)
+    item.op_label = labels.op(item.op)
+    item.code_label = labels.refusal(item.code)
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:
@@ -602,6 +703,7 @@ def quarantine_item_page(user, item: QuarantinedMutation) -> QuarantinedMutation
     """One kept mutation (from `quarantine_item_in_scope`), payload in full; personal
     values in it are logged as consulted."""
     item.error_rows = _error_rows(item.errors)
+    _quarantine_labels(item)
     item.payload_text = _pretty(item.payload)
     personal = _personal_in_payload(item)
     if personal:

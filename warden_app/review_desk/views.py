@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -24,9 +24,10 @@ from fieldsync.sync.errors import SyncError
 from fieldsync.sync.services.devices import device_revoke
 
 from ..basemaps.config import map_config
+from ..choices import ReviewState
 from ..services.api_tokens import api_token_create, api_token_revoke_own, api_tokens_of
 from ..services.review import conflict_resolve, quarantine_resolve, review_decide
-from . import selectors
+from . import labels, selectors
 from .forms import (
     ApiTokenForm,
     ConflictResolveForm,
@@ -37,6 +38,9 @@ from .forms import (
 )
 
 SHA256_CHARS = frozenset("0123456789abcdef")
+QUEUE_FILTER_FIELDS = ("state", "type", "area", "author", "date_from", "date_to")
+# Decisions that take a record out of the supervisor's hands; a comment does not.
+DECIDING = {ReviewState.APPROVED.value, ReviewState.HAS_ISSUES.value, ReviewState.REJECTED.value}
 
 
 class DeskLoginView(GuardedLoginView):
@@ -79,15 +83,32 @@ def _service_refused(request: HttpRequest, error: SyncError) -> None:
 def queue(request: HttpRequest) -> HttpResponse:
     choices = selectors.queue_filter_choices(request.user)
     form = QueueFilterForm(request.GET or None, **choices)
-    page = selectors.queue_page(request.user, form.filters(), request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    filters = form.filters()
+    page = selectors.queue_page(request.user, filters, request.GET.get("page"))
     return render(request, "review_desk/queue.html", {
-        "form": form, "page": page, "query": query.urlencode(), "section": "queue",
+        "form": form, "page": page, "query": _query_of(form), "section": "queue",
+        "map_data": selectors.queue_map_data(request.user, filters), "map_config": map_config(),
     })
 
 
-def _record_response(request, record_type, record_id, form=None, status=200, refused: str = "") -> HttpResponse:
+def _query_of(form: QueueFilterForm) -> str:
+    """The queue's valid filters as a query string (no page, nothing else), so a record
+    opened from a filtered queue knows which queue to go on with."""
+    query = QueryDict(mutable=True)
+    if form.is_bound:
+        form.is_valid()
+        for name in QUEUE_FILTER_FIELDS:
+            if name not in form.errors and form.data.get(name):
+                query[name] = form.data[name]
+    return query.urlencode()
+
+
+def _queue_form(request: HttpRequest, data) -> QueueFilterForm:
+    return QueueFilterForm(data, **selectors.queue_filter_choices(request.user))
+
+
+def _record_response(request, record_type, record_id, form=None, status=200, refused: str = "",
+                     queue_query: str = "") -> HttpResponse:
     page = selectors.record_page(request.user, record_type, record_id)
     if page is None:
         raise Http404("No such record in your areas.")
@@ -101,14 +122,15 @@ def _record_response(request, record_type, record_id, form=None, status=200, ref
         form = ReviewDecisionForm(initial={"version": page.record.version})
     return render(request, "review_desk/record.html", {
         "page": page, "record": page.record, "form": form, "section": "queue",
-        "map_config": map_config(),
+        "map_config": map_config(), "queue_query": queue_query,
     }, status=status)
 
 
 @require_GET
 @supervisor_required
 def record_detail(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
-    return _record_response(request, record_type, record_id)
+    queue_query = _query_of(_queue_form(request, request.GET)) if request.GET else ""
+    return _record_response(request, record_type, record_id, queue_query=queue_query)
 
 
 @require_POST
@@ -116,9 +138,11 @@ def record_detail(request: HttpRequest, record_type: str, record_id) -> HttpResp
 def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     if selectors.record_in_scope(request.user, record_type, record_id) is None:
         raise Http404("No such record in your areas.")
+    queue_form = _queue_form(request, QueryDict(request.POST.get("queue", "")[:1000]))
+    queue_query = _query_of(queue_form)
     form = ReviewDecisionForm(request.POST)
     if not form.is_valid():
-        return _record_response(request, record_type, record_id, form=form, status=400)
+        return _record_response(request, record_type, record_id, form=form, status=400, queue_query=queue_query)
     try:
         review = review_decide(
             reviewer=request.user, record_type=record_type, record_id=record_id,
@@ -127,9 +151,28 @@ def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResp
         )
     except SyncError as error:
         _service_refused(request, error)
-        return _record_response(request, record_type, record_id, status=error.status_code, refused=error.message)
-    messages.success(request, f"{review.get_decision_display()}: saved as version {review.record_version}.")
-    return redirect("review_desk:record", record_type=record_type, record_id=record_id)
+        return _record_response(request, record_type, record_id, status=error.status_code, refused=error.message,
+                                queue_query=queue_query)
+    decided = f"{review.get_decision_display()}: saved as version {review.record_version}."
+    if review.decision not in DECIDING:
+        # A comment decides nothing: the supervisor stays with the record they commented on.
+        messages.success(request, decided)
+        return redirect("review_desk:record", record_type=record_type, record_id=record_id)
+    return _go_on_with_queue(request, decided, record_type, record_id, queue_form)
+
+
+def _go_on_with_queue(request: HttpRequest, decided: str, record_type: str, record_id, queue_form):
+    """After a decision, the next record of the queue the supervisor came from (same
+    filters), or the queue itself when nothing is left in it."""
+    queue_query = _query_of(queue_form)
+    suffix = f"?{queue_query}" if queue_query else ""
+    following = selectors.queue_next(request.user, queue_form.filters(), record_type, record_id)
+    if following is None:
+        messages.success(request, f"{decided} Nothing left to review.")
+        return redirect(reverse("review_desk:queue") + suffix)
+    messages.success(request, f"{decided} Next in the queue: {following['type_label'].lower()} "
+                              f"\u201c{following['summary']}\u201d.")
+    return redirect(reverse("review_desk:record", args=[following["type"], following["id"]]) + suffix)
 
 
 @require_GET
@@ -291,7 +334,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
     else:
         form = ApiTokenForm()
     return render(request, "review_desk/tokens.html", {
-        "tokens": api_tokens_of(request.user), "form": form, "created": created, "section": "tokens",
+        "tokens": [(token, labels.token_state(token.state)) for token in api_tokens_of(request.user)],
+        "form": form, "created": created, "section": "tokens",
         "lifetime_days": settings.API_TOKEN_LIFETIME_DAYS,
     }, status=status)
 
