@@ -164,7 +164,7 @@ def test_the_layers_follow_the_area_filter(signed_in, world):
 # --- exports -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "geojson", "gpkg"])
-def test_the_map_offers_a_background_export_in_each_format(signed_in, world, fmt):
+def test_the_map_offers_a_download_in_each_format(signed_in, world, fmt):
     body = signed_in("analyst").get("/analysis/", {"qualifier": "nuisance"}).content.decode()
     assert f'<input type="hidden" name="format" value="{fmt}">' in body
     assert '<input type="hidden" name="qualifier" value="nuisance">' in body
@@ -175,11 +175,11 @@ def test_an_export_posted_from_the_map_is_the_analysts_and_keeps_the_filter(sign
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
     client = signed_in("analyst")
-    response = client.post("/analysis/exports/", {"type": "observation", "format": "csv", "qualifier": "nuisance"})
+    response = client.post("/analysis/exports/", {"type": "observation", "format": "xlsx", "qualifier": "nuisance"})
     assert response.status_code in (302, 503)
     if response.status_code == 302:
         export = Export.objects.get(owner=world.users["analyst"])
-        assert export.query == {"qualifier": "nuisance"} and export.format == "csv"
+        assert export.query == {"qualifier": "nuisance"} and export.format == "xlsx"
         assert "Your exports" in client.get(response["Location"]).content.decode()
 
 

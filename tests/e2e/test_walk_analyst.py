@@ -1,13 +1,18 @@
 """The analyst's walk in Chromium, at 360 and 1366 px: the map of records with its list, a
 shape drawn on the map narrowing both, a record page with its withheld fields, how to connect
-QGIS and GDAL with a token made (and shown once), and a purpose-grant request sent; nothing
+QGIS and GDAL with a token made (and shown once), a purpose-grant request sent, and the
+records downloaded (CSV at once, Excel prepared in the background and fetched); nothing
 leaves 127.0.0.1, no console error, nothing wider than the window."""
+import io
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.gis.geos import Point
 from django.utils import timezone
+from openpyxl import load_workbook
 
 from tests.e2e.walk import walker
 from tests.sync.conftest import LEIGH_BOX, PASSWORD, WIGAN_BOX
@@ -43,6 +48,9 @@ def analyst_records(world) -> int:
 
 @pytest.mark.parametrize("width", ["phone", "laptop"])
 def test_an_analyst_maps_filters_reads_connects_and_asks(live_server, world, browser, width):
+    from warden_app.models import Export
+    from warden_app.tasks import export_build_task
+
     total = analyst_records(world)
     with walker(browser, live_server.url, "analyst", width) as walk:
         walk.sign_in("analyst", PASSWORD)
@@ -104,7 +112,28 @@ def test_an_analyst_maps_filters_reads_connects_and_asks(live_server, world, bro
         walk.no_overflow()
         walk.shot("grants")
 
-        walk.go("/analysis/exports/")
+        # Downloads: CSV straight away; Excel prepared in the background, then fetched from
+        # "Your exports" once built (the Celery task's function run here, as a worker would).
+        walk.go("/analysis/")
+        with page.expect_download() as csv_file:
+            page.get_by_role("button", name=re.compile("^CSV")).click()
+        assert csv_file.value.suggested_filename == "observation.csv"
+        assert len(Path(csv_file.value.path()).read_text().splitlines()) == total + 1
+        with page.expect_navigation():
+            page.get_by_role("button", name=re.compile("^Excel")).click()
+        assert "Excel (XLSX) file is being prepared" in page.locator(".messages").inner_text()
+        assert "Queued" in page.locator("table.exports").inner_text()
+        walk.no_overflow()
+        walk.shot("export-requested")
+        export_build_task(str(Export.objects.get(owner=world.users["analyst"], format="xlsx").pk))
+        page.get_by_role("link", name="Check again").click()
+        assert "Ready" in page.locator("table.exports").inner_text()
+        with page.expect_download() as xlsx_file:
+            page.locator("table.exports").get_by_role("link", name="Download").first.click()
+        assert xlsx_file.value.suggested_filename.endswith(".xlsx")
+        sheet = load_workbook(io.BytesIO(Path(xlsx_file.value.path()).read_bytes()), read_only=True).active
+        values = list(sheet.values)
+        assert len(values) == total + 1 and values[0][0] == "id"
         walk.no_overflow()
         walk.shot("exports")
         walk.assert_clean()

@@ -19,8 +19,22 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
-from django.contrib.gis.db.models.functions import AsGeoJSON
-from django.db.models import BooleanField, Case, Expression, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.contrib.gis.db.models.functions import AsGeoJSON, Transform
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    Expression,
+    F,
+    FloatField,
+    Func,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast
 
 from .. import permissions
 from ..models import AuditItem, Observation, StreetAudit
@@ -38,7 +52,8 @@ GEOJSON_DECIMALS = 6
 @dataclass(frozen=True)
 class Column:
     """One output property: its name, where it comes from, and what kind of value it is
-    (text, number, time, list, json, geometry): the kind decides how CSV writes it."""
+    (text, integer, number, time, list, json, geometry, uuid): the kind decides how CSV,
+    XLSX and GeoPackage write it."""
 
     name: str
     source: str  # ORM path
@@ -46,16 +61,16 @@ class Column:
 
 
 _HEAD = (
-    Column("version", "version", "number"),
+    Column("version", "version", "integer"),
     Column("organisation", "organisation__slug"),
     Column("author", "author__username"),
-    Column("area_id", "area_id", "number"),
+    Column("area_id", "area_id", "integer"),
     Column("area", "area__name"),
 )
 _TAIL = (
     Column("accuracy_m", "accuracy_m", "number"),
     Column("fix_source", "fix_source"),
-    Column("form_version", "form__version", "number"),
+    Column("form_version", "form__version", "integer"),
     Column("created_at", "created_at", "time"),
     Column("updated_at", "updated_at", "time"),
 )
@@ -188,6 +203,12 @@ class _Y(Func):
     output_field = FloatField()
 
 
+# --- typed cells (XLSX, GeoPackage) --------------------------------------------------------------
+
+# The PostgreSQL type of a "cells" value of each column kind, as the binary COPY declares it.
+CELL_TYPES = {"integer": "int8", "number": "float8", "time": "timestamptz"}
+
+
 # --- the query ---------------------------------------------------------------------------------
 
 @dataclass
@@ -199,7 +220,10 @@ class RecordQuery:
     (`flags=False` leaves those, and the feature's leading id, out):
       "feature": id, GeoJSON Feature text;
       "record":  id, JSON object text (properties, `location`, `redacted`);
-      "csv":     id, one text/number per column, longitude, latitude, redacted ("a;b").
+      "csv":     id, one text/number per column, longitude, latitude, redacted ("a;b");
+      "cells":   id, one typed value per column (`cell_types`: integers, floats and times
+                 as themselves, the rest as text, with no formula guard: XLSX and GeoPackage
+                 write text as text), x, y in `srid`, redacted ("a;b").
     """
 
     user: Any
@@ -240,7 +264,8 @@ class RecordQuery:
 
     # --- the rows -------------------------------------------------------------------------
 
-    def rows(self, *, shape: str = "feature", after=None, limit: int | None = None, flags: bool = True):
+    def rows(self, *, shape: str = "feature", after=None, limit: int | None = None, flags: bool = True,
+             srid: int = 4326):
         """A values_list queryset yielding the layout of `shape` (class docstring). Pages
         (`limit`, `after`) are in id order; a whole read is in no particular order.
         `flags=False`: without the per-field booleans, and for "feature" without the id
@@ -252,6 +277,12 @@ class RecordQuery:
             for column in self.columns:
                 exprs[f"c_{column.name}"] = self._csv_value(column)
             exprs["g_x"], exprs["g_y"] = _X("location"), _Y("location")
+            exprs["c_redacted"] = _Redacted(flags, joined=True)
+        elif shape == "cells":
+            for column in self.columns:
+                exprs[f"c_{column.name}"] = self._cell_value(column)
+            point = F("location") if srid == 4326 else Transform("location", srid)
+            exprs["g_x"], exprs["g_y"] = _X(point), _Y(point)
             exprs["c_redacted"] = _Redacted(flags, joined=True)
         else:
             properties = {column.name: self._json_value(column) for column in self.columns}
@@ -269,7 +300,7 @@ class RecordQuery:
         if after is not None:
             qs = qs.filter(id__gt=after)
         qs = qs.order_by("id") if after is not None or limit is not None else qs.order_by()
-        leading = ("id",) if with_flags or shape == "csv" else ()
+        leading = ("id",) if with_flags or shape in ("csv", "cells") else ()
         qs = qs.annotate(**exprs).values_list(*leading, *exprs.keys())
         return qs[:limit] if limit is not None else qs
 
@@ -311,6 +342,26 @@ class RecordQuery:
         else:
             value = source
         return self._redact(column, value)
+
+    def _cell_value(self, column: Column) -> Expression:
+        source = F(column.source)
+        if column.kind == "integer":
+            value: Expression = Cast(source, BigIntegerField())
+        elif column.kind == "number":
+            value = Cast(source, FloatField())
+        elif column.kind == "time":
+            value = source
+        elif column.kind == "list":
+            value = _Joined(source)
+        elif column.kind == "geometry":
+            value = AsGeoJSON(column.source, precision=GEOJSON_DECIMALS)
+        else:  # text, and json and uuid as their text
+            value = Cast(source, TextField())
+        return self._redact(column, value)
+
+    def cell_types(self) -> list[str]:
+        """The PostgreSQL types of a "cells" row (flags=False), in order."""
+        return ["uuid", *(CELL_TYPES.get(c.kind, "text") for c in self.columns), "float8", "float8", "text"]
 
     def sql(self, **kwargs) -> tuple[str, tuple]:
         return self.rows(**kwargs).query.sql_with_params()

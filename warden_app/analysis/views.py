@@ -22,9 +22,10 @@ from ..models import Export
 from ..services.access_log import access_log_records
 from ..services.exports import export_download, export_request
 from .auth import ANALYSIS_AUTHENTICATION, CanReadRecords
+from .export_files import FILE_ONLY_FORMATS, MEDIA_TYPES, STREAMED_FORMATS
 from .filters import FILTER_PARAMS, RECORD_TYPES, RecordFilter, record_filter_parse
+from .geopackages import GPKG_TYPE
 from .renderers import (
-    CSV_TYPE,
     GEOJSON_TYPE,
     CSVRenderer,
     FirstRendererNegotiation,
@@ -34,8 +35,11 @@ from .renderers import (
 )
 from .selectors import RecordQuery, read_basis, records_query
 from .streams import ReadLog, RecordStream
+from .workbooks import XLSX_TYPE
 
-FORMATS = ("json", "geojson", "csv")
+# json pages; geojson and csv streams; xlsx and gpkg files, which a read always turns into
+# a background export (202), as it turns a large or `async` stream into one.
+FORMATS = ("json", *STREAMED_FORMATS, *FILE_ONLY_FORMATS)
 # Parameters that are not filters.
 CONTROL = {"format", "limit", "after", "async"}
 
@@ -98,7 +102,7 @@ def stream_response(query: RecordQuery, fmt: str, log: ReadLog) -> StreamingHttp
     stream = RecordStream(query, log=log).open()
     response = StreamingHttpResponse(
         _Body(stream_body(fmt, query, stream), stream),
-        content_type=CSV_TYPE if fmt == "csv" else GEOJSON_TYPE,
+        content_type=MEDIA_TYPES[fmt],
     )
     extension = "csv" if fmt == "csv" else "geojson"
     response["Content-Disposition"] = f'attachment; filename="{query.record_type}.{extension}"'
@@ -151,7 +155,8 @@ def export_view(request, export: Export) -> dict[str, Any]:
 
 
 FILTER_PARAMETERS = [
-    OpenApiParameter("format", str, enum=list(FORMATS), description="json (paged), geojson or csv (streamed)"),
+    OpenApiParameter("format", str, enum=list(FORMATS),
+                     description="json (paged), geojson or csv (streamed), xlsx or gpkg (a background export: 202)"),
     OpenApiParameter("from", OpenApiTypes.DATETIME, description="on or after (observed_at / started_at)"),
     OpenApiParameter("to", OpenApiTypes.DATETIME, description="before"),
     *(OpenApiParameter(name, str, description="comma-separated codes") for name in
@@ -163,7 +168,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("include_rejected", bool),
     OpenApiParameter("limit", int, description="json: records per page"),
     OpenApiParameter("after", OpenApiTypes.UUID, description="json: the last id of the previous page"),
-    OpenApiParameter("async", bool, description="geojson/csv: build in the background (202)"),
+    OpenApiParameter("async", bool, description="geojson/csv: build in the background (202); xlsx/gpkg always are"),
 ]
 
 
@@ -231,11 +236,15 @@ class RecordsView(AnalysisView):
     def read(self, request, record_type: str, params: dict[str, Any]):
         fmt = str(params.get("format") or "json")
         if fmt not in FORMATS:
-            raise SyncError("invalid", "format: json, geojson or csv", fields={"format": ["json, geojson or csv"]})
+            names = ", ".join(FORMATS)
+            raise SyncError("invalid", f"format: one of {names}", fields={"format": [f"one of {names}"]})
         filters = {k: v for k, v in params.items() if k not in CONTROL}
         flt = record_filter_parse(record_type, filters)
         if fmt == "json":
             return self.page(request, flt, params)
+        if fmt in FILE_ONLY_FORMATS:
+            return export_accepted(request, export_request(user=request.user, record_type=record_type, fmt=fmt,
+                                                           params=flt.as_params()))
         wants_async = str(params.get("async", "")).lower() in {"1", "true", "yes"}
         query = records_query(request.user, record_type, flt)
         if wants_async or query.count_up_to(settings.ANALYSIS_STREAM_MAX_ROWS + 1) > settings.ANALYSIS_STREAM_MAX_ROWS:
@@ -325,10 +334,11 @@ class ExportDetailView(AnalysisView):
 class ExportFileView(AnalysisView):
     renderer_classes = [JSONRenderer, GeoJSONRenderer, CSVRenderer]
 
-    # The file as it was built: CSV or a GeoJSON FeatureCollection, by the export's format.
-    # 409 not ready yet, 410 expired (request it again).
+    # The file as it was built, by the export's format: CSV, a GeoJSON FeatureCollection, an
+    # XLSX workbook or a GeoPackage (EPSG:27700). 409 not ready yet, 410 expired (request it again).
     @extend_schema(operation_id="exports_file", parameters=[OpenApiParameter("format", exclude=True)],
                    responses={(200, "text/csv"): OpenApiTypes.STR, (200, GEOJSON_TYPE): FEATURE_COLLECTION,
+                              (200, XLSX_TYPE): OpenApiTypes.BINARY, (200, GPKG_TYPE): OpenApiTypes.BINARY,
                               409: ERROR, 410: ERROR},
                    summary="Your export's file, when ready")
     def get(self, request, export_id):
@@ -338,7 +348,7 @@ class ExportFileView(AnalysisView):
         handle = export_download(user=request.user, export=export)
         response = FileResponse(
             handle, as_attachment=True, filename=f"{export.record_type}-{export.pk}.{export.format}",
-            content_type=CSV_TYPE if export.format == "csv" else GEOJSON_TYPE,
+            content_type=MEDIA_TYPES[export.format],
         )
         response["Cache-Control"] = "no-store"
         return response

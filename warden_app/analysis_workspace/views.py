@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,7 +19,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from fieldsync.sync.errors import SyncError
 from warden_app import permissions
-from warden_app.analysis.filters import RECORD_TYPES
+from warden_app.analysis.export_files import STREAMED_FORMATS
+from warden_app.analysis.filters import RECORD_TYPES, record_filter_parse
+from warden_app.analysis.selectors import records_query
+from warden_app.analysis.views import read_log, stream_response
 from warden_app.basemaps.config import map_config
 from warden_app.front_door.guards import door_required
 from warden_app.models import Export, PurposeGrant, PurposeGrantRequest
@@ -31,9 +35,13 @@ from . import selectors
 from .query import TYPE_LABELS, Invalid, workspace_query
 
 DOOR = "analysis"
-# Formats of the background export; CSV and GeoJSON also stream straight away.
+# The download buttons: format, name, what it is for. CSV and GeoJSON download straight away
+# (the API's stream) unless the read is too large to stream; XLSX and GeoPackage are files
+# built in the background, like large reads.
 EXPORT_FORMATS = (("csv", "CSV"), ("xlsx", "Excel (XLSX)"), ("geojson", "GeoJSON"), ("gpkg", "GeoPackage"))
-STREAMED = ("csv", "geojson")
+FORMAT_USES = {"csv": "text for any spreadsheet or script", "xlsx": "a spreadsheet with real dates",
+               "geojson": "web maps, WGS84", "gpkg": "QGIS, British National Grid"}
+STREAMED = STREAMED_FORMATS
 TOKEN_NAME_MAX = 120
 
 
@@ -70,8 +78,9 @@ def map(request: HttpRequest) -> HttpResponse:
         "polygon": flt.polygon.wkt if flt.polygon is not None else "",
         "map_config": map_config(),
         "map_data": {"points": points, "layers": selectors.layers_read(request.user, query)},
-        "export_formats": EXPORT_FORMATS, "streamed": STREAMED,
-        "api_query": query.api_encoded(),
+        "downloads": [{"format": fmt, "name": name, "use": FORMAT_USES[fmt], "now": fmt in STREAMED}
+                      for fmt, name in EXPORT_FORMATS],
+        "stream_max": settings.ANALYSIS_STREAM_MAX_ROWS,
         "export_params": query.params(),
     })
 
@@ -97,16 +106,33 @@ def exports(request: HttpRequest) -> HttpResponse:
             return _invalid(request, ["Choose a kind of record and one of the formats on the list."])
         params = {k: request.POST.get(k) for k in request.POST if k not in {"type", "format", "csrfmiddlewaretoken"}}
         try:
+            if fmt in STREAMED:
+                streamed = _download_now(request, record_type, fmt, params)
+                if streamed is not None:
+                    return streamed
             export_request(user=request.user, record_type=record_type, fmt=fmt, params=params)
         except SyncError as exc:
             return _invalid(request, [str(exc.message)[:300]], status=exc.status_code)
-        return redirect(reverse("analysis_workspace:exports") + "?requested=1")
+        large = "&large=1" if fmt in STREAMED else ""
+        return redirect(reverse("analysis_workspace:exports") + f"?requested={fmt}{large}")
     rows = Export.objects.filter(owner=request.user).order_by("-created_at")[:50]
     return _page(request, "exports.html", {"tab": "exports",
         "exports": [{"export": e, "type_label": TYPE_LABELS.get(e.record_type, e.record_type),
                      "format_label": dict(EXPORT_FORMATS).get(e.format, e.format)} for e in rows],
-        "requested": request.GET.get("requested") == "1",
+        "requested": dict(EXPORT_FORMATS).get(request.GET.get("requested", ""), ""),
+        "large": request.GET.get("large") == "1", "stream_max": settings.ANALYSIS_STREAM_MAX_ROWS,
     })
+
+
+def _download_now(request: HttpRequest, record_type: str, fmt: str, params: dict) -> HttpResponse | None:
+    """CSV or GeoJSON of the filter, streamed as the records API streams it (scoped,
+    redacted, its disclosure row committed first); None when it is too large to stream."""
+    query = records_query(request.user, record_type, record_filter_parse(record_type, params))
+    if query.count_up_to(settings.ANALYSIS_STREAM_MAX_ROWS + 1) > settings.ANALYSIS_STREAM_MAX_ROWS:
+        return None
+    log = read_log(request, query, action="disclosure", view=f"workspace.download.{fmt}",
+                   recipient=request.user.get_username())
+    return stream_response(query, fmt, log)
 
 
 @door_required(DOOR)

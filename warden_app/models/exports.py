@@ -19,6 +19,9 @@ class Export(models.Model):
     class Format(models.TextChoices):
         GEOJSON = "geojson", "GeoJSON"
         CSV = "csv", "CSV"
+        # Files only (never streamed): a spreadsheet, and a GeoPackage in EPSG:27700.
+        XLSX = "xlsx", "Excel (XLSX)"
+        GPKG = "gpkg", "GeoPackage"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
@@ -49,7 +52,8 @@ class Export(models.Model):
                 condition=Q(status__in=["queued", "running", "ready", "failed", "expired"]),
                 name="export_status_valid",
             ),
-            models.CheckConstraint(condition=Q(format__in=["geojson", "csv"]), name="export_format_valid"),
+            models.CheckConstraint(condition=Q(format__in=["geojson", "csv", "xlsx", "gpkg"]),
+                                  name="export_format_valid"),
             models.CheckConstraint(
                 condition=~Q(status="ready") | ~Q(file_name=""), name="export_ready_has_file"
             ),

@@ -19,17 +19,25 @@ from ..models import Export, User
 from .access_log import access_log_repeat
 
 log = logging.getLogger(__name__)
+FORMAT_NAMES = ", ".join(Export.Format.values)
 
 
 def export_request(*, user: User, record_type: str, fmt: str, params: dict) -> Export:
     """Record the request and queue its building (after commit). The filter is validated
     now, so a bad request fails here and not in the worker. 503 when the queue is down."""
+    from ..analysis.export_files import XLSX_MAX_RECORDS
     from ..analysis.filters import record_filter_parse
+    from ..analysis.selectors import records_query
     from ..tasks import export_build_task
 
     if fmt not in Export.Format.values:
-        raise SyncError("invalid", "format: geojson or csv", fields={"format": ["geojson or csv"]})
+        raise SyncError("invalid", f"format: one of {FORMAT_NAMES}", fields={"format": [f"one of {FORMAT_NAMES}"]})
     flt = record_filter_parse(record_type, params)
+    # Said now rather than after the worker has read a million rows.
+    if fmt == Export.Format.XLSX and permissions.can_read_records(user) and \
+            records_query(user, record_type, flt).count_up_to(XLSX_MAX_RECORDS + 1) > XLSX_MAX_RECORDS:
+        raise SyncError("invalid", f"An Excel sheet holds at most {XLSX_MAX_RECORDS:,} records: narrow the "
+                            "filter, or choose CSV or GeoPackage.", fields={"format": ["too many records for XLSX"]})
     with transaction.atomic():
         export = Export.objects.create(owner=user, record_type=record_type, format=fmt, query=flt.as_params())
     try:
@@ -46,9 +54,10 @@ def export_request(*, user: User, record_type: str, fmt: str, params: dict) -> E
 
 def export_build(*, export_id) -> Export:
     """Build the file: the same stream as a GeoJSON/CSV response (its disclosure row is
-    committed before the first row is read), into a temporary file, then into storage."""
+    committed before the first row is read), written as the export's format into a
+    temporary file, then into storage."""
+    from ..analysis.export_files import TooManyRows, export_file_write
     from ..analysis.filters import record_filter_parse
-    from ..analysis.renderers import stream_body
     from ..analysis.selectors import read_basis, records_query
     from ..analysis.streams import ReadLog, RecordStream
 
@@ -66,18 +75,20 @@ def export_build(*, export_id) -> Export:
         purpose, details = read_basis(owner, query)
         details |= {"view": "api.exports.build", "export": str(export.pk), "format": export.format,
                     "filter": query.filter.describe()}
-        stream = RecordStream(
-            query,
-            log=ReadLog("disclosure", recipient=f"{owner.get_username()} (export file)", purpose=purpose,
-                        details=details),
-        ).open()
+        # A path rather than an open file: SQLite (GeoPackage) opens the file itself.
+        with tempfile.NamedTemporaryFile(prefix="fieldsync-export-", suffix=f".{export.format}", delete=False) as tmp:
+            pass
         try:
-            with tempfile.NamedTemporaryFile(prefix="fieldsync-export-", delete=False) as tmp:
-                for piece in stream_body(export.format, query, stream):
-                    tmp.write(piece)
-        finally:
-            stream.close()
-        try:
+            stream = RecordStream(
+                query,
+                log=ReadLog("disclosure", recipient=f"{owner.get_username()} (export file)", purpose=purpose,
+                            details=details),
+            ).open()
+            try:
+                export_file_write(export.format, query, stream, tmp.name, title=_title(export),
+                                  description=_description(export, query.filter.describe()))
+            finally:
+                stream.close()
             size = os.path.getsize(tmp.name)
             with open(tmp.name, "rb") as handle:
                 name = default_storage.save(f"exports/{owner.pk}/{export.pk}.{export.format}", File(handle))
@@ -86,7 +97,7 @@ def export_build(*, export_id) -> Export:
     except Exception as exc:
         log.exception("export %s failed", export.pk)
         Export.objects.filter(pk=export.pk).update(
-            status=Export.Status.FAILED, error=type(exc).__name__, finished_at=timezone.now()
+            status=Export.Status.FAILED, error=_failure(exc, TooManyRows), finished_at=timezone.now()
         )
         raise
     now = timezone.now()
@@ -120,6 +131,24 @@ def export_download(*, user: User, export: Export):
                 details={"view": "api.exports.file", "export": str(export.pk)},
             )
         return default_storage.open(export.file_name, "rb")
+
+
+def _title(export: Export) -> str:
+    return f"{export.get_record_type_display()} ({export.created_at:%Y-%m-%d %H:%M} UTC)"
+
+
+def _description(export: Export, described: dict) -> str:
+    filters = "; ".join(f"{k}={v}" for k, v in described.items()) or "no filter"
+    return f"fieldsync export {export.pk} by {export.owner.get_username()}: {filters}"
+
+
+def _failure(exc: Exception, too_many_rows: type) -> str:
+    """What the exports page says about a failed build (the log has the traceback)."""
+    if isinstance(exc, too_many_rows):
+        return f"{str(exc).capitalize()}: narrow the filter, or choose CSV or GeoPackage."
+    if isinstance(exc, PermissionError):
+        return "You may no longer read records."
+    return f"The file could not be built ({type(exc).__name__}); request it again."
 
 
 def _purpose_of(export: Export) -> str:
