@@ -1,6 +1,6 @@
 """The one set of parsers for everything a client sends outside a JSON body: query and path
 parameters, credentials and headers. Each reads text into a Python value or refuses it with
-the protocol's error (SyncError, naming the parameter in `fields`), so bad input is a 4xx and
+the protocol's error (ApiError, naming the parameter in `fields`), so bad input is a 4xx and
 never reaches a query, a conversion that overflows or the database.
 
 Decisions made once, here:
@@ -37,7 +37,7 @@ from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import exceptions, status
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 # The widest integer column is bigint.
 INT_MAX = 2**63 - 1
@@ -53,9 +53,9 @@ MAX_TOKEN_CHARS = 256
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.~+/=]+")  # RFC 6750 b64token
 
 
-def problem(name: str, code: str, message: str) -> SyncError:
+def problem(name: str, code: str, message: str) -> ApiError:
     """The protocol's 400 for one parameter."""
-    return SyncError("invalid", f"{name}: {message}", fields={name: [{"code": code, "message": message}]})
+    return ApiError("invalid", f"{name}: {message}", fields={name: [{"code": code, "message": message}]})
 
 
 def _text(raw: Any) -> str | None:
@@ -240,7 +240,7 @@ def day(name: str, raw: Any) -> date | None:
 # --- credentials and headers ----------------------------------------------------------------
 
 
-class CredentialsRefused(SyncError, exceptions.AuthenticationFailed):
+class CredentialsRefused(ApiError, exceptions.AuthenticationFailed):
     """401 not_authenticated in the protocol's shape. An AuthenticationFailed too, so DRF
     adds the view's WWW-Authenticate challenge (QGIS and GDAL ask for a password on it)."""
 
@@ -299,7 +299,7 @@ def bearer_token(value: bytes) -> str:
 _BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def request_problem(environ: dict) -> SyncError | None:
+def request_problem(environ: dict) -> ApiError | None:
     """Why a request cannot be served at all (None if it can), checked on the WSGI environ
     before Django reads it (fieldsync/wsgi.py), since Django itself fails on some of it:
 
@@ -309,16 +309,16 @@ def request_problem(environ: dict) -> SyncError | None:
       page (the admin's filters, the desk's, the API's) would pass it on to a query."""
     problem_text = _header_problem(environ)
     if problem_text:
-        return SyncError("bad_request", problem_text)
+        return ApiError("bad_request", problem_text)
     if "\x00" in environ.get("PATH_INFO", ""):
-        return SyncError("bad_request", "The path cannot contain NUL characters.")
+        return ApiError("bad_request", "The path cannot contain NUL characters.")
     query = environ.get("QUERY_STRING", "")
     if "%00" in query or "\x00" in query:
         bad = sorted({key for key, value in parse_qsl(query, keep_blank_values=True, errors="replace")
                       if "\x00" in key or "\x00" in value})
         if bad:
-            return SyncError("invalid", "Query parameters cannot contain NUL characters.",
-                             fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
+            return ApiError("invalid", "Query parameters cannot contain NUL characters.",
+                            fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
     return None
 
 

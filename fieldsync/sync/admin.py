@@ -10,7 +10,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .errors import SyncError
+from fieldsync.errors import ApiError
+
 from .models import Conflict, Device, QuarantinedMutation, Receipt
 from .services.devices import device_revoke
 
@@ -88,7 +89,7 @@ class DeviceAdmin(admin.ModelAdmin):
         for device in queryset.filter(revoked_at__isnull=True).select_related("user"):
             try:
                 device_revoke(device=device, by=request.user)
-            except SyncError:
+            except ApiError:
                 refused.append(str(device))
             else:
                 revoked += 1

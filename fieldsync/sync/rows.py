@@ -16,7 +16,8 @@ import orjson
 import psycopg
 from django.db import connection
 
-from . import db
+from fieldsync import db
+
 from .fields import FieldSpec, line_ewkt, point_ewkt, truthy_sql, wire_sql
 from .registry import RecordType, Row
 

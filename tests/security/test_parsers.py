@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from tests.analysis.conftest import PASSWORD
 
 
@@ -37,7 +37,7 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 @pytest.mark.parametrize("raw", ["²", "٣", "①", "１", "1_000", " 1 2", "0x10", "1e3", "9" * 20, "+-1", "\x00"])
 def test_integers_are_ascii_digits_within_bounds(raw):
-    with pytest.raises(SyncError) as refused:
+    with pytest.raises(ApiError) as refused:
         parsing.integer("n", raw)
     assert refused.value.status_code == 400 and "n" in refused.value.fields
 
@@ -46,15 +46,15 @@ def test_integers_read_and_bound():
     assert parsing.integer("n", " 42 ") == 42
     assert parsing.integer("n", None, default=7) == 7
     assert parsing.page_limit("5000", default=10, maximum=100, clamp=True) == 100
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.page_limit("0", default=10, maximum=100)
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.page_limit("101", default=10, maximum=100)
 
 
 @pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "1e309", "٣", "1_0", "²"])
 def test_numbers_are_finite_ascii_decimals(raw):
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.number("x", raw)
 
 
@@ -62,7 +62,7 @@ def test_numbers_are_finite_ascii_decimals(raw):
                                  "urn:uuid:12345678-1234-5678-1234-567812345678",
                                  "١٢٣٤٥٦٧٨-1234-5678-1234-567812345678", "12345678-1234-5678-1234-56781234567８"])
 def test_uuids_are_ascii_hex(raw):
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.uuid_value("id", raw)
 
 

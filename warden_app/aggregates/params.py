@@ -14,7 +14,7 @@ from typing import Any
 from django.utils import timezone
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from ..choices import IncidentType
 from ..models import BoundarySet
@@ -83,7 +83,7 @@ class _Params:
 
     def raise_if_problems(self) -> None:
         if self.fields:
-            raise SyncError("invalid", "Some parameters are not valid.", fields=self.fields)
+            raise ApiError("invalid", "Some parameters are not valid.", fields=self.fields)
 
     def record_type(self) -> str:
         value = self.one("record_type") or "observation"
@@ -107,7 +107,7 @@ class _Params:
 def partner_query(query: Any) -> PartnerQuery:
     params = _Params(query, PARTNER_PARAMS)
     if params.not_allowed:
-        raise SyncError(
+        raise ApiError(
             "filter_not_allowed",
             "Partner outputs cover whole boundary sets and whole months or quarters only: "
             "name boundary_set, period and optionally record_type, and nothing else.",
@@ -132,7 +132,7 @@ def partner_query(query: Any) -> PartnerQuery:
     assert period is not None and boundary_set is not None
     available = period.end + timedelta(days=disclosure.settle_days())
     if timezone.now() < available:
-        raise SyncError(
+        raise ApiError(
             "period_not_closed",
             f"{period} is published to partners from {available.date().isoformat()}: only whole periods, "
             "once late records have arrived.",
@@ -166,7 +166,7 @@ def _metres(params: _Params, name: str, default: float, bounds: tuple[float, flo
         return default
     try:
         metres = parsing.number(name, value, minimum=bounds[0], maximum=bounds[1])
-    except SyncError:
+    except ApiError:
         params.fail(name, "out_of_range", f"{name} is a number of metres from {bounds[0]:g} to {bounds[1]:g}.")
         return default
     return default if metres is None else metres

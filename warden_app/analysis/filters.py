@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils.dateparse import parse_date
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from ..choices import Grade, IncidentType, Qualifier, ReviewState
 
@@ -48,8 +48,8 @@ WGS84 = 4326
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 
-def _invalid(param: str, message: str) -> SyncError:
-    return SyncError("invalid", f"{param}: {message}", fields={param: [message]})
+def _invalid(param: str, message: str) -> ApiError:
+    return ApiError("invalid", f"{param}: {message}", fields={param: [message]})
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,11 @@ def record_filter_parse(record_type: str, params: Mapping[str, Any]) -> RecordFi
     `params` is a QueryDict (repeated keys allowed) or a plain dict from a JSON body.
     """
     if record_type not in RECORD_TYPES:
-        raise SyncError("not_found", f"Unknown record type {record_type!r}.", status_code=404)
+        raise ApiError("not_found", f"Unknown record type {record_type!r}.", status_code=404)
     unknown = sorted(set(params) - FILTER_PARAMS)
     if unknown:
-        raise SyncError("invalid", f"unknown parameter(s): {', '.join(unknown)}",
-                        fields={name: ["unknown parameter"] for name in unknown})
+        raise ApiError("invalid", f"unknown parameter(s): {', '.join(unknown)}",
+                       fields={name: ["unknown parameter"] for name in unknown})
     get = _getter(params)
     for name, types in TYPE_FILTERS.items():
         if get(name) and record_type not in types:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.dateparse import parse_datetime
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from .. import choices
 from ..aggregates import disclosure
@@ -203,7 +203,7 @@ def layers_read(user, query: WorkspaceQuery) -> dict[str, Any] | None:
         asked["end"] = query.filter.time_to.isoformat()
     try:
         iq = internal_query(asked, audience=audience, hotspots=True)
-    except SyncError:
+    except ApiError:
         return None
     counts = aggregates.counts_by_area(areas=iq.areas, records=iq.records)
     ids = [row.id for row in iq.areas]

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_http_methods, require_POST
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from warden_app import permissions
 from warden_app.analysis.filters import RECORD_TYPES
 from warden_app.basemaps.config import map_config
@@ -98,7 +98,7 @@ def exports(request: HttpRequest) -> HttpResponse:
         params = {k: request.POST.get(k) for k in request.POST if k not in {"type", "format", "csrfmiddlewaretoken"}}
         try:
             export_request(user=request.user, record_type=record_type, fmt=fmt, params=params)
-        except SyncError as exc:
+        except ApiError as exc:
             return _invalid(request, [str(exc.message)[:300]], status=exc.status_code)
         return redirect(reverse("analysis_workspace:exports") + "?requested=1")
     rows = Export.objects.filter(owner=request.user).order_by("-created_at")[:50]
@@ -133,7 +133,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
         return _connect_page(request, problem=f"A name of at most {TOKEN_NAME_MAX} characters.", status=400)
     try:
         _row, token = api_token_create(user=request.user, name=name)
-    except SyncError as exc:
+    except ApiError as exc:
         return _connect_page(request, problem=str(exc.message), status=exc.status_code)
     # Shown on this answer only: the token is never stored, so it cannot be shown again.
     return _connect_page(request, created_token=token)
@@ -144,7 +144,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         api_token_revoke_own(user=request.user, token_id=token_id)
-    except SyncError:
+    except ApiError:
         return _page(request, "not_found.html", {}, status=404)
     return redirect("analysis_workspace:connect")
 

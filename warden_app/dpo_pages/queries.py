@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.http import QueryDict
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from warden_app.accountability.selectors import RECORD_MODELS, LogFilter, log_actor
 from warden_app.models import AccessAction
 
@@ -57,7 +57,7 @@ def log_query(q: QueryDict) -> LogQuery:
     since = parsing.when("from", form["from"])
     until = parsing.when("to", form["to"], end=True)
     if since and until and since >= until:
-        raise SyncError("invalid", "from: must come before to", fields={"from": ["after to"]})
+        raise ApiError("invalid", "from: must come before to", fields={"from": ["after to"]})
     flt = LogFilter(actor=actor, record_id=parsing.uuid_value("record", form["record"]), action=action,
                     record_type=record_type, since=since, until=until, purpose_contains=form["purpose"] or None)
     before = parsing.integer("before", text("before", q.get("before")), minimum=1)

@@ -36,7 +36,7 @@ def person_rows(persons: list) -> list[dict[str, Any]]:
 
 
 def rectify_changes(post: QueryDict) -> dict[str, Any]:
-    """`changes` for record_rectify from the form; SyncError (400) for a bad value."""
+    """`changes` for record_rectify from the form; ApiError (400) for a bad value."""
     changes: dict[str, Any] = {}
     if "description" in post:
         changes["description"] = text("description", post.get("description"), max_chars=4000, multiline=True)

@@ -31,7 +31,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from warden_app import permissions
 from warden_app.accountability.selectors import LogFilter, access_log_page, subject_criteria
 from warden_app.accountability.services.access_log import access_log_consulted
@@ -59,13 +59,13 @@ ERASABLE = sorted(permissions.PERSONAL_FIELDS["observation"])
 
 
 def refusals(view):
-    """A request the selectors or services refuse (SyncError) is answered with a page
+    """A request the selectors or services refuse (ApiError) is answered with a page
     saying why, with the error's status (400 for bad input, 404 for no such record)."""
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except SyncError as exc:
+        except ApiError as exc:
             return render(request, "dpo_pages/refused.html", {
                 "door_key": "dpo", "error": exc, "fields": _field_problems(exc.fields),
                 "back": request.META.get("HTTP_REFERER", "") if _same_site(request) else "",
@@ -145,11 +145,11 @@ def log(request: HttpRequest) -> HttpResponse:
 def entry(request: HttpRequest, entry_id: int) -> HttpResponse:
     """One entry in full, through the same selector as the list (one row of it)."""
     if entry_id > parsing.INT_MAX - 1:
-        raise SyncError("not_found", "No such entry.", status_code=404)
+        raise ApiError("not_found", "No such entry.", status_code=404)
     with transaction.atomic():
         rows, _more = access_log_page(LogFilter(), limit=1, before=entry_id + 1)
         if not rows or rows[0]["id"] != entry_id:
-            raise SyncError("not_found", "No such entry.", status_code=404)
+            raise ApiError("not_found", "No such entry.", status_code=404)
         access_log_consulted(user=request.user, entry_ids=[entry_id], query={"entry": entry_id},
                              via="dpo_pages.access_log_entry")
     verification, _running, unavailable = _verification()
@@ -251,7 +251,7 @@ def subjects_export(request: HttpRequest) -> HttpResponse:
             break
         after = records[-1]["id"]
     else:
-        raise SyncError("invalid", f"More than {len(found)} records match: narrow the search before exporting.")
+        raise ApiError("invalid", f"More than {len(found)} records match: narrow the search before exporting.")
     now = timezone.now()
     body = {
         "schema": "fieldsync.subject_access/1", "generated_at": now.isoformat(),
@@ -287,8 +287,8 @@ def _confirmed(post: QueryDict) -> str:
     """The stated reason (the service requires it) and the ticked confirmation."""
     justification = text("justification", post.get("justification"), max_chars=MAX_REASON_CHARS)
     if post.get("confirm") != "yes":
-        raise SyncError("invalid", "Tick the box to confirm: nothing was changed.",
-                        fields={"confirm": ["not confirmed"]})
+        raise ApiError("invalid", "Tick the box to confirm: nothing was changed.",
+                       fields={"confirm": ["not confirmed"]})
     return justification
 
 
@@ -361,11 +361,11 @@ def erase(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     justification = _confirmed(request.POST)
     fields = request.POST.getlist("fields")
     if not fields:
-        raise SyncError("invalid", "Choose at least one field to erase.", fields={"fields": ["none chosen"]})
+        raise ApiError("invalid", "Choose at least one field to erase.", fields={"fields": ["none chosen"]})
     unknown = sorted(set(fields) - set(ERASABLE))
     if unknown:
-        raise SyncError("invalid", f"These are not personal fields of the record: {', '.join(unknown)[:200]}",
-                        fields={"fields": ["not erasable"]})
+        raise ApiError("invalid", f"These are not personal fields of the record: {', '.join(unknown)[:200]}",
+                       fields={"fields": ["not erasable"]})
     erased, logged = record_erase(user=request.user, record_type=record_type, record_id=record_id,
                                       justification=justification, fields=fields)
     details = erased.details()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.sync import db, registry
+from fieldsync import db
+from fieldsync.sync import registry
 from fieldsync.sync.feed import feed_touch
 from fieldsync.sync.rows import load_rows
 from fieldsync.sync.services.records import versions_record

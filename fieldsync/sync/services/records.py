@@ -14,8 +14,10 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
-from .. import db, registry, rows
-from ..errors import SyncError
+from fieldsync import db
+from fieldsync.errors import ApiError
+
+from .. import registry, rows
 from ..feed import feed_touch
 from ..fields import Context, Invalid
 from ..push import wire_data
@@ -47,7 +49,7 @@ def record_server_update(
 ) -> Changed:
     """Apply wire-field `changes` and `server_columns` (e.g. review state) to a record as
     a new version by `user`. Must run inside a transaction (the caller's, with its log
-    row). Raises SyncError for unknown records and invalid values.
+    row). Raises ApiError for unknown records and invalid values.
 
     `content_edit=False` is for changes that are not edits by the record's makers (the
     DPO's rectification, erasure of personal fields): the policy's `after_edit` is skipped
@@ -59,7 +61,7 @@ def record_server_update(
     rtype = _type(type_name)
     row = rows.load_rows(rtype, [record_id], lock=True).get(record_id)
     if row is None:
-        raise SyncError("not_found", "No such record.", status_code=404)
+        raise ApiError("not_found", "No such record.", status_code=404)
     old_keys = frozenset(rtype.policy.scope_keys(row))
     fields = rtype.field_map
     patch: dict[str, Any] = {}
@@ -79,7 +81,7 @@ def record_server_update(
         if row.get(name) != cleaned:
             patch[name] = cleaned
     if errors:
-        raise SyncError("invalid", "Some values are not valid.", fields=errors)
+        raise ApiError("invalid", "Some values are not valid.", fields=errors)
     location = rtype.location_group[0] if rtype.location_group else None
     if location and location in patch:
         patch.update(rtype.policy.placement_columns(rtype.policy.locate([patch[location]])[0]))
@@ -119,5 +121,5 @@ def versions_record(*, rtype, rows: list[Row], changed: list[str], user, at) -> 
 def _type(type_name: str):
     rtype = registry.get(type_name)
     if rtype is None:
-        raise SyncError("unknown_type", f"Unknown record type {type_name!r}.")
+        raise ApiError("unknown_type", f"Unknown record type {type_name!r}.")
     return rtype

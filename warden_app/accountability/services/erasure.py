@@ -17,8 +17,8 @@ from typing import Any
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from fieldsync.errors import ApiError
 from fieldsync.sync import registry
-from fieldsync.sync.errors import SyncError
 from fieldsync.sync.models import Attachment, Conflict, QuarantinedMutation, Receipt, RecordVersion
 from fieldsync.sync.services.records import record_load, record_server_update
 
@@ -72,12 +72,12 @@ def blank_values(record_type: str, fields: Iterable[str]) -> dict[str, Any]:
 def erasable_fields(record_type: str, fields: Iterable[str] | None = None) -> list[str]:
     personal = permissions.PERSONAL_FIELDS.get(record_type, frozenset())
     if not personal:
-        raise SyncError("invalid", f"{record_type} records hold no personal fields.")
+        raise ApiError("invalid", f"{record_type} records hold no personal fields.")
     chosen = set(personal if fields is None else fields)
     unknown = chosen - personal
     if unknown or not chosen:
-        raise SyncError("invalid", f"Personal fields of {record_type}: {', '.join(sorted(personal))}.",
-                        fields={"fields": [{"code": "not_in_choices"}]})
+        raise ApiError("invalid", f"Personal fields of {record_type}: {', '.join(sorted(personal))}.",
+                       fields={"fields": [{"code": "not_in_choices"}]})
     return sorted(chosen)
 
 
@@ -95,7 +95,7 @@ def personal_data_erase(*, record_type: str, record_ids: list, user, fields: Ite
     for record_id in ids:
         row = record_load(type_name=record_type, record_id=record_id, lock=True)
         if row is None:
-            raise SyncError("not_found", f"No {record_type} {record_id}.", status_code=404)
+            raise ApiError("not_found", f"No {record_type} {record_id}.", status_code=404)
         if "photos" in blank:
             photos.update(row.get("photos") or ())
         record_server_update(type_name=record_type, record_id=record_id, user=user, changes=blank,

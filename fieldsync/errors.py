@@ -1,4 +1,5 @@
-"""The protocol's one error shape: {"code", "message", "fields"} on every failure."""
+"""The project's one error type and its JSON shape, {"code", "message", "fields"}, for every
+API: the sync protocol's and the domain's alike (docs/sync.md, Errors)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
-class SyncError(exceptions.APIException):
-    """An error with a protocol code; raise it from services and views alike."""
+class ApiError(exceptions.APIException):
+    """An error with a machine-readable code; raise it from services, selectors and views
+    alike: DRF turns it into the error body (exception_handler, settings.REST_FRAMEWORK)."""
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ def _flatten(detail: Any) -> Any:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF hook: every API error leaves in the protocol's shape."""
-    if isinstance(exc, SyncError):
+    if isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.fields, **exc.extra)
         headers = dict(exc.headers)
         if getattr(exc, "auth_header", None):  # set by DRF on a 401 (parsing.CredentialsRefused)
