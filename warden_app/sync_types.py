@@ -18,9 +18,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from fieldsync import db
-from fieldsync.sync import registry
-from fieldsync.sync.fields import FieldSpec
-from fieldsync.sync.registry import RecordType, Row
+from fieldsync.sync.api import FieldSpec, RecordType, Row, register_type, set_device_policy
 
 from . import permissions
 from .choices import GRADED_ISSUE_TYPES, ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
@@ -365,7 +363,7 @@ _ALL_FIELDS: dict[str, frozenset[str]] = {}
 
 def _register(name: str, model, fields: tuple[FieldSpec, ...], policy, server_columns, parent=None) -> None:
     _ALL_FIELDS[name] = frozenset(spec.name for spec in fields)
-    registry.register(
+    register_type(
         RecordType(
             name=name, model=model, fields=fields, policy=policy, server_columns=server_columns,
             parent=parent, read_only=SERVER_OWNED,
@@ -468,7 +466,7 @@ class WardenDevicePolicy:
         """Enrolment and revocation touch no record's personal data: nothing for s.62."""
 
 
-registry.set_device_policy(WardenDevicePolicy())
+set_device_policy(WardenDevicePolicy())
 
 
 def _connect_form_signals() -> None:

@@ -38,7 +38,7 @@ def _param(name: str, kind=str, description: str = "") -> OpenApiParameter:
 
 
 # 400 (parameters), 403 (not the DPO, or not signed in: session first, so no 401) and 404
-# are added from the views by fieldsync.sync.schema.ErrorResponsesSchema.
+# are added from the views by fieldsync.openapi.ErrorResponsesSchema.
 JUSTIFIED = {"justification": serializers.CharField(help_text="the request's reference or ground")}
 ACCESS_LOG_ENTRY = inline_serializer("AccessLogEntry", {
     "id": serializers.IntegerField(), "at": serializers.DateTimeField(),

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from fieldsync.errors import ApiError
 from fieldsync.login_guard import GuardedLoginView
-from fieldsync.sync.services.devices import device_revoke
+from fieldsync.sync.api import device_revoke
 
 from ..basemaps.config import map_config
 from ..services.api_tokens import api_token_create, api_token_revoke_own, api_tokens_of

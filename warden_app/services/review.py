@@ -11,8 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fieldsync.errors import ApiError
-from fieldsync.sync.models import Conflict, QuarantinedMutation
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.sync.api import Conflict, QuarantinedMutation, record_load, record_server_update
 
 from .. import permissions
 from ..choices import ReviewState

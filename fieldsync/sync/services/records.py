@@ -1,11 +1,12 @@
 """Server-side changes to synced records (review, conflict resolution, rectification,
-retention): each one a new version, with its feed rows, in the caller's transaction.
+retention, placement): each one a new version, with its feed rows, in the caller's transaction.
 
 Handhelds learn of these changes through the same feed as of each other's pushes, and a
 later push merges against them like against any other device's version.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -102,6 +103,52 @@ def record_server_update(
     keys = old_keys | frozenset(rtype.policy.scope_keys(row))
     feed_touch([(type_name, record_id, key) for key in keys], at=now)
     return Changed(row=row, version=row["version"], changed_fields=changed)
+
+
+def records_server_update(
+    *,
+    type_name: str,
+    updates: Mapping[Any, Mapping[str, Any]],
+    changed: list[str],
+    user,
+    also_notify: Iterable[str] = (),
+    content_edit: bool = True,
+) -> list[Row]:
+    """Set server columns (e.g. the area) of many records at once, each as a new version by
+    `user` naming `changed`, with the feed rows of its scope keys before and after and of
+    `also_notify` (a scope that no longer exists, such as a deleted area's). `updates` maps
+    each record id to its new column values ({} for a new version alone); every record sets
+    the same columns. Records gone meanwhile are skipped. Must run inside the caller's
+    transaction, with its log row. `content_edit=False` keeps updated_at (see
+    record_server_update). Returns the rows as written."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("records_server_update must run inside transaction.atomic()")
+    rtype = _type(type_name)
+    columns = sorted({column for values in updates.values() for column in values})
+    unknown = set(columns) - set(rtype.server_columns)
+    if unknown:
+        raise ValueError(f"not server columns of {type_name}: {', '.join(sorted(unknown))}")
+    if any(len(values) != len(columns) for values in updates.values()):
+        raise ValueError("every record must set the same columns")
+    found = rows.load_rows(rtype, list(updates), lock=True)
+    if not found:
+        return []
+    now = timezone.now()
+    extra = frozenset(also_notify)
+    feed = []
+    for record_id, row in found.items():
+        keys = set(rtype.policy.scope_keys(row))
+        row.update(updates[record_id])
+        row["version"] += 1
+        if content_edit:
+            row["updated_at"] = now
+        keys |= set(rtype.policy.scope_keys(row)) | extra
+        feed += [(type_name, record_id, key) for key in keys]
+    written = list(found.values())
+    rows.server_columns_update(rtype, written, columns)
+    versions_record(rtype=rtype, rows=written, changed=changed, user=user, at=now)
+    feed_touch(feed, at=now)
+    return written
 
 
 def versions_record(*, rtype, rows: list[Row], changed: list[str], user, at) -> None:

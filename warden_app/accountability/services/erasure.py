@@ -18,9 +18,17 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from fieldsync.errors import ApiError
-from fieldsync.sync import registry
-from fieldsync.sync.models import Attachment, Conflict, QuarantinedMutation, Receipt, RecordVersion
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.sync.api import (
+    Attachment,
+    Conflict,
+    QuarantinedMutation,
+    Receipt,
+    RecordVersion,
+    record_load,
+    record_server_update,
+    registered_type,
+    registered_types,
+)
 
 from ... import permissions
 from ...models import AccessLogEntry, Export
@@ -62,7 +70,7 @@ class Erased:
 
 def blank_values(record_type: str, fields: Iterable[str]) -> dict[str, Any]:
     """The value each personal field takes once erased: empty text or an empty list."""
-    specs = registry.get(record_type).field_map
+    specs = registered_type(record_type).field_map
     return {
         name: [] if specs[name].kind in ("json_list", "text_list", "photos") else ""
         for name in fields
@@ -216,7 +224,7 @@ def _photos_erase(photos: set[str]) -> int:
     if not photos:
         return 0
     still_named: set[str] = set()
-    for rtype in registry.all_types():
+    for rtype in registered_types():
         if "photos" in rtype.field_map:
             for names in rtype.model.objects.filter(photos__overlap=sorted(photos)).values_list("photos", flat=True):
                 still_named.update(names)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from fieldsync.errors import ApiError
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.sync.api import record_load, record_server_update
 
 from ... import permissions
 from ...models import AccessAction, AccessLogEntry, Observation
