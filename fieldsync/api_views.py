@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework.views import APIView
 
-from .errors import ApiError
+from .errors import ApiError, field_error
 from .openapi import ErrorResponsesSchema, ErrorSerializer
 
 # The one error shape (docs/sync.md), for `responses=` of every API view.
@@ -33,4 +33,4 @@ class ProtocolView(APIView):
                       if "\x00" in key or any("\x00" in value for value in values)})
         if bad:
             raise ApiError("invalid", "Query parameters cannot contain NUL characters.",
-                           fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
+                           fields={key: [field_error("invalid_character", "contains NUL")] for key in bad})

@@ -19,13 +19,24 @@ class StrictBasicScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "basic"}
 
 
+class FieldErrorSerializer(serializers.Serializer):
+    """One problem with one field or parameter (fieldsync.errors.field_error)."""
+
+    code = serializers.CharField(help_text="machine-readable, e.g. required, out_of_range, not_in_choices")
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "FieldError"
+
+
 class ErrorSerializer(serializers.Serializer):
     """`{"code", "message", "fields"}`: every failure, everywhere (fieldsync.errors).
     Some codes add keys (`device_revoked` adds `"wipe": true`), so others may follow."""
 
     code = serializers.CharField(help_text="machine-readable, e.g. invalid, not_found, throttled")
     message = serializers.CharField()
-    fields = serializers.DictField(help_text="per field: what is wrong with it (empty when no field is to blame)")
+    fields = serializers.DictField(child=serializers.ListField(child=FieldErrorSerializer()),
+                                   help_text="per field: what is wrong with it (empty when no field is to blame)")
 
     class Meta:
         ref_name = "Error"

@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 
 from fieldsync import parsing
 from fieldsync.api_views import ERROR, ProtocolView
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error
 from fieldsync.responses import json_response
 
 from . import bodies, registry
@@ -84,14 +84,14 @@ class EnrolView(ProtocolView):
         if not isinstance(body, dict):
             raise ApiError("invalid", "The body must be a JSON object.")
         missing = {
-            name: [{"code": "required", "message": f"{name} is required"}]
+            name: [field_error("required", f"{name} is required")]
             for name in ("username", "password", "label")
             if not isinstance(body.get(name), str) or not body.get(name)
         }
         if missing:
             raise ApiError("invalid", "Some fields are missing.", fields=missing)
         nul = {
-            name: [{"code": "invalid_character", "message": f"{name} contains a NUL character"}]
+            name: [field_error("invalid_character", f"{name} contains a NUL character")]
             for name in ("username", "password", "label", "platform")
             if isinstance(body.get(name), str) and "\x00" in body[name]
         }
@@ -178,7 +178,7 @@ class PushView(DeviceView):
         body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES, check_depth=False)
         if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
             raise ApiError("invalid", "The body must be {\"mutations\": [...]}.",
-                           fields={"mutations": [{"code": "required", "message": "a list of mutations"}]})
+                           fields={"mutations": [field_error("required", "a list of mutations")]})
         if len(body) > 1 and bodies.nests_deeper({k: v for k, v in body.items() if k != "mutations"},
                                                  settings.JSON_MAX_DEPTH):
             raise bodies.too_deep(settings.JSON_MAX_DEPTH)
@@ -222,7 +222,7 @@ class AttachmentView(DeviceView):
     def put(self, request, sha256):
         if not SHA256_PATH.fullmatch(sha256):  # not .match: `$` matches before a newline
             raise ApiError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
-                           fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
+                           fields={"sha256": [field_error("invalid", "64 lowercase hex digits")]})
         data = bodies.read_limited(request._request, settings.SYNC_MAX_ATTACHMENT_BYTES,
                                    bodies.declared_length(request.META))
         stored = attachment_store(sha256=sha256, data=data, content_type=request.META.get("CONTENT_TYPE", ""),
@@ -262,7 +262,7 @@ def photo_response(request, sha256: str, *, thumbnail: bool) -> FileResponse:
     records naming it; 404 alike for one not stored and one not theirs."""
     if not SHA256_PATH.fullmatch(sha256):
         raise ApiError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
-                       fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
+                       fields={"sha256": [field_error("invalid", "64 lowercase hex digits")]})
     read = photo_read(user=request.user, device=request.auth, sha256=sha256, thumbnail=thumbnail)
     if read is None:
         raise ApiError("not_found", "No such photo, or not one you may see.", status_code=404)

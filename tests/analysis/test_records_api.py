@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
+from tests.error_shape import assert_error_body
 from tests.sync.conftest import IN_LEIGH
 
 from .conftest import PERSONAL, basic, last_log_id, reads_logged
@@ -151,8 +152,8 @@ def test_polygon_as_geojson_posted(world):
 def test_bad_parameters_are_refused_naming_the_parameter(world, params, field):
     response = get(world, "analyst", **params)
     assert response.status_code == 400, response.content
-    body = response.json()
-    assert body["code"] == "invalid" and field in body["fields"], body
+    body = assert_error_body(response.json(), "invalid")
+    assert field in body["fields"], body
 
 
 def test_unknown_record_type_is_404(world):

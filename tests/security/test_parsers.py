@@ -17,6 +17,7 @@ from django.test import Client
 from fieldsync import parsing
 from fieldsync.errors import ApiError
 from tests.analysis.conftest import PASSWORD
+from tests.error_shape import assert_error_body
 
 
 def b64(raw: bytes) -> str:
@@ -25,11 +26,7 @@ def b64(raw: bytes) -> str:
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.content[:300]
-    body = response.json()
-    assert set(body) >= {"code", "message", "fields"}, body
-    if code:
-        assert body["code"] == code, body
-    return body
+    return assert_error_body(response.json(), code)
 
 
 # --- the parsers, value by value ----------------------------------------------------------

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fieldsync import parsing
-from fieldsync.errors import ApiError
+from fieldsync.errors import invalid
 
 from ..models import AccessLogEntry, AccessLogSeal, AuditItem, Observation, RetentionPeriod, StreetAudit, User
 from ..models.areas import BNG_SRID
@@ -75,11 +75,11 @@ def log_actor(text: str) -> User:
     all digits too: then the id). ApiError for no such user."""
     text = text.strip()
     if len(text) > parsing.MAX_USERNAME_CHARS:
-        raise ApiError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        raise invalid("actor", "not_found", "unknown user", summary="No such user.")
     lookup = {"pk": parsing.integer("actor", text)} if text.isascii() and text.isdigit() else {"username": text}
     actor = User.objects.filter(**lookup).first()
     if actor is None:
-        raise ApiError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        raise invalid("actor", "not_found", "unknown user", summary="No such user.")
     return actor
 
 
@@ -262,7 +262,7 @@ def subject_criteria(given) -> SubjectCriteria:
     )
     for name in ("name", "description"):
         if 0 < len(getattr(criteria, name)) < 2:
-            raise ApiError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
+            raise invalid(name, "too_short", "at least 2 characters")
     return criteria
 
 

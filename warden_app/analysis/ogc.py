@@ -21,7 +21,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from fieldsync import parsing
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error, invalid
 from fieldsync.responses import json_response
 
 from ..models import Area
@@ -63,7 +63,7 @@ class OgcView(AnalysisView):
         super().initial(request, *args, **kwargs)
         f = request.query_params.get("f")
         if f not in (None, "", "json", "geojson", "application/json", "application/geo+json"):
-            raise ApiError("invalid", "f: only json is offered", fields={"f": ["only json is offered"]})
+            raise invalid("f", "not_in_choices", "only json is offered")
 
 
 def _base(request) -> str:
@@ -156,7 +156,7 @@ class ItemsView(OgcView):
         unknown = sorted(set(params) - ITEM_PARAMS)
         if unknown:
             raise ApiError("invalid", f"unknown query parameter(s): {', '.join(unknown)}",
-                           fields={name: ["unknown parameter"] for name in unknown})
+                           fields={name: [field_error("unknown_parameter", "unknown parameter")] for name in unknown})
         # OGC: a limit above the server's maximum is served with the maximum, not refused.
         limit = parsing.page_limit(params.get("limit"), default=settings.ANALYSIS_PAGE_DEFAULT,
                                    maximum=settings.ANALYSIS_PAGE_MAX, clamp=True)

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 
 from fieldsync.api_views import ERROR, ProtocolView
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error
 from fieldsync.responses import json_response
 
 from ..models import ApiToken
@@ -51,7 +51,7 @@ class TokensView(TokenView):
         name = (data or {}).get("name", "")
         if data is None or not isinstance(name, str) or len(name) > 120 or "\x00" in name:
             raise ApiError("invalid", "Send {\"name\": \"what the token is for\"} (at most 120 characters).",
-                           fields={"name": [{"code": "invalid", "message": "a string of at most 120 characters"}]})
+                           fields={"name": [field_error("invalid", "a string of at most 120 characters")]})
         row, token = api_token_create(user=request.user, name=name)
         listing = next(t for t in api_tokens_of(request.user) if t.id == row.pk)
         return json_response({"token": token, **listing.as_json()}, status=201)

@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 
 from fieldsync import parsing
 from fieldsync.api_views import ERROR, ProtocolView
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, invalid
 from fieldsync.responses import json_response
 
 from ..models import Export
@@ -226,7 +226,7 @@ class RecordsView(AnalysisView):
     def read(self, request, record_type: str, params: dict[str, Any]):
         fmt = str(params.get("format") or "json")
         if fmt not in FORMATS:
-            raise ApiError("invalid", "format: json, geojson or csv", fields={"format": ["json, geojson or csv"]})
+            raise invalid("format", "not_in_choices", "json, geojson or csv")
         filters = {k: v for k, v in params.items() if k not in CONTROL}
         flt = record_filter_parse(record_type, filters)
         if fmt == "json":
@@ -291,8 +291,7 @@ class ExportsView(AnalysisView):
         record_type = str(params.pop("type", "") or params.pop("record_type", ""))
         fmt = str(params.pop("format", "") or "geojson")
         if record_type not in RECORD_TYPES:
-            raise ApiError("invalid", f"type: one of {', '.join(RECORD_TYPES)}",
-                           fields={"type": [f"one of {', '.join(RECORD_TYPES)}"]})
+            raise invalid("type", "not_in_choices", f"one of {', '.join(RECORD_TYPES)}")
         filters = {k: v for k, v in params.items() if k not in CONTROL}
         return export_accepted(request, export_request(user=request.user, record_type=record_type, fmt=fmt,
                                                        params=filters))

@@ -6,16 +6,16 @@ logs it the same way. Bad input is a 400 page naming the problem; a record the u
 see is the same 404 page as one that does not exist."""
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_http_methods, require_POST
 
+from fieldsync import parsing
 from fieldsync.errors import ApiError
 from warden_app import permissions
 from warden_app.analysis.filters import RECORD_TYPES
@@ -150,14 +150,13 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 def _day(raw: str, *, end: bool) -> datetime | None:
+    """A day typed in the form (YYYY-MM-DD): its start in the partnership's zone, with `end`
+    the next day's (fieldsync.parsing.instant); None when it is not one: the form says so."""
     try:
-        day = parse_date(raw.strip()) if raw and raw.isascii() else None
-    except ValueError:
-        day = None
-    if day is None:
+        day = parsing.day("day", raw)
+        return parsing.instant(day.isoformat(), end=end) if day else None
+    except (ApiError, parsing.BadInstant):
         return None
-    moment = datetime.combine(day, time.min) + (timezone.timedelta(days=1) if end else timezone.timedelta())
-    return timezone.make_aware(moment)
 
 
 @door_required(DOOR)

@@ -13,6 +13,7 @@ from typing import Any
 from django.http import QueryDict
 
 from fieldsync import parsing
+from fieldsync.errors import invalid
 
 from .queries import text
 
@@ -66,7 +67,7 @@ def _original(n: int, raw: str | None) -> dict:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise parsing.problem(f"person-{n}-original", "invalid", "the form was altered: reload the record")
+        raise invalid(f"person-{n}-original", "invalid", "the form was altered: reload the record")
     return value
 
 

@@ -26,12 +26,11 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from fieldsync import parsing
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, invalid
 from warden_app import permissions
 from warden_app.accountability.selectors import LogFilter, access_log_page, subject_criteria
 from warden_app.accountability.services.access_log import access_log_consulted
@@ -111,7 +110,7 @@ def _ago(when: datetime | None) -> str:
 
 
 def _at(value) -> datetime | None:
-    return parse_datetime(value) if isinstance(value, str) else None
+    return parsing.stored_instant(value)
 
 
 @door_required("dpo")
@@ -287,8 +286,8 @@ def _confirmed(post: QueryDict) -> str:
     """The stated reason (the service requires it) and the ticked confirmation."""
     justification = text("justification", post.get("justification"), max_chars=MAX_REASON_CHARS)
     if post.get("confirm") != "yes":
-        raise ApiError("invalid", "Tick the box to confirm: nothing was changed.",
-                       fields={"confirm": ["not confirmed"]})
+        raise invalid("confirm", "required", "not confirmed",
+                      summary="Tick the box to confirm: nothing was changed.")
     return justification
 
 
@@ -337,7 +336,7 @@ def restrict(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     justification = _confirmed(request.POST)
     raw = text("restricted", request.POST.get("restricted"))
     if not raw:
-        raise parsing.problem("restricted", "required", "restrict or lift")
+        raise invalid("restricted", "required", "restrict or lift")
     restricted = parsing.boolean("restricted", raw)
     mark = _log_mark()
     changed = record_restrict(user=request.user, record_type=record_type, record_id=record_id,
@@ -361,11 +360,11 @@ def erase(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     justification = _confirmed(request.POST)
     fields = request.POST.getlist("fields")
     if not fields:
-        raise ApiError("invalid", "Choose at least one field to erase.", fields={"fields": ["none chosen"]})
+        raise invalid("fields", "required", "none chosen", summary="Choose at least one field to erase.")
     unknown = sorted(set(fields) - set(ERASABLE))
     if unknown:
-        raise ApiError("invalid", f"These are not personal fields of the record: {', '.join(unknown)[:200]}",
-                       fields={"fields": ["not erasable"]})
+        raise invalid("fields", "not_in_choices", "not erasable",
+                      summary=f"These are not personal fields of the record: {', '.join(unknown)[:200]}")
     erased, logged = record_erase(user=request.user, record_type=record_type, record_id=record_id,
                                       justification=justification, fields=fields)
     details = erased.details()

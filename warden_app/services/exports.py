@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, invalid
 
 from .. import permissions
 from ..models import Export, User
@@ -28,7 +28,7 @@ def export_request(*, user: User, record_type: str, fmt: str, params: dict) -> E
     from ..tasks import export_build_task
 
     if fmt not in Export.Format.values:
-        raise ApiError("invalid", "format: geojson or csv", fields={"format": ["geojson or csv"]})
+        raise invalid("format", "not_in_choices", "geojson or csv")
     flt = record_filter_parse(record_type, params)
     with transaction.atomic():
         export = Export.objects.create(owner=user, record_type=record_type, format=fmt, query=flt.as_params())

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error, invalid
 from fieldsync.sync.api import Conflict, QuarantinedMutation, record_load, record_server_update
 
 from .. import permissions
@@ -40,10 +40,11 @@ def review_decide(*, reviewer, record_type: str, record_id, decision: str, note:
     if record_type not in REVIEWABLE:
         raise ApiError("invalid", "Only observations and street audits are reviewed.")
     if decision not in DECISIONS:
-        raise ApiError("invalid", f"Unknown decision {decision!r}.", fields={"decision": [{"code": "not_in_choices"}]})
+        raise invalid("decision", "not_in_choices", f"one of {', '.join(sorted(DECISIONS))}",
+                      summary=f"Unknown decision {decision!r}.")
     note = (note or "").strip()
     if decision in (ReviewState.HAS_ISSUES.value, ReviewState.REJECTED.value) and not note:
-        raise ApiError("invalid", "Say what the issue is.", fields={"note": [{"code": "required"}]})
+        raise invalid("note", "required", "say what the issue is", summary="Say what the issue is.")
     with transaction.atomic():
         row = record_load(type_name=record_type, record_id=record_id, lock=True)
         if row is None or row.get("deleted_at"):
@@ -88,7 +89,8 @@ def conflict_resolve(*, user, conflict_id, choices: dict[str, str], note: str = 
         bad = {k: v for k, v in choices.items() if v not in ("device", "server")}
         if unknown or bad:
             raise ApiError("invalid", "Choose device or server for fields of this conflict.",
-                           fields={k: [{"code": "invalid_choice"}] for k in unknown | set(bad)})
+                           fields={k: [field_error("not_in_choices", "device or server, for a field of this conflict")]
+                                   for k in unknown | set(bad)})
         taken: dict[str, Any] = {
             name: conflict.fields[name]["device"] for name, side in choices.items()
             if side == "device" and name != "_deleted"
@@ -119,7 +121,7 @@ def quarantine_resolve(*, user, item_id: int, note: str) -> QuarantinedMutation:
         if not (item.user_id in permissions.supervised_user_ids(user) or permissions.can_manage(user)):
             raise ApiError("permission_denied", "You may not resolve this item.", status_code=403)
         if not note.strip():
-            raise ApiError("invalid", "Say how it was resolved.", fields={"note": [{"code": "required"}]})
+            raise invalid("note", "required", "say how it was resolved", summary="Say how it was resolved.")
         item.resolved_at = timezone.now()
         item.resolved_by = user
         item.resolution_note = note.strip()

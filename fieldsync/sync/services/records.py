@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fieldsync import db
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error
 
 from .. import registry, rows
 from ..feed import feed_touch
@@ -72,12 +72,12 @@ def record_server_update(
     for name, value in (changes or {}).items():
         spec = fields.get(name)
         if spec is None:
-            errors[name] = [{"code": "unknown_field", "message": f"{name} is not a field of {type_name}"}]
+            errors[name] = [field_error("unknown_field", f"{name} is not a field of {type_name}")]
             continue
         try:
             cleaned = spec.clean(value, ctx) if clean else value
         except Invalid as exc:
-            errors[name] = [{"code": exc.code, "message": exc.message}]
+            errors[name] = [field_error(exc.code, exc.message)]
             continue
         if row.get(name) != cleaned:
             patch[name] = cleaned

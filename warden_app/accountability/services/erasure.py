@@ -17,7 +17,7 @@ from typing import Any
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, invalid
 from fieldsync.sync.api import (
     Attachment,
     Conflict,
@@ -84,8 +84,8 @@ def erasable_fields(record_type: str, fields: Iterable[str] | None = None) -> li
     chosen = set(personal if fields is None else fields)
     unknown = chosen - personal
     if unknown or not chosen:
-        raise ApiError("invalid", f"Personal fields of {record_type}: {', '.join(sorted(personal))}.",
-                       fields={"fields": [{"code": "not_in_choices"}]})
+        raise invalid("fields", "not_in_choices", f"personal fields of {record_type}: {', '.join(sorted(personal))}",
+                      summary=f"Personal fields of {record_type}: {', '.join(sorted(personal))}.")
     return sorted(chosen)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from fieldsync.errors import ApiError
+from fieldsync.errors import ApiError, field_error
 from fieldsync.sync.api import record_load, record_server_update
 
 from ... import permissions
@@ -30,10 +30,10 @@ def purpose_checked(purpose: str, *, name: str = "purpose") -> str:
     purpose = (purpose or "").strip()
     if settings.ACCESS_LOG_PURPOSE_REQUIRED and not purpose:
         raise ApiError("purpose_required", f"State the {name} (e.g. the request's reference).",
-                       fields={name: [{"code": "required"}]})
+                       fields={name: [field_error("required", f"the {name} is required")]})
     if "\x00" in purpose:  # PostgreSQL text cannot hold NUL: refused, as pushes refuse it
         raise ApiError("invalid", f"The {name} contains a NUL character.",
-                       fields={name: [{"code": "invalid_character"}]})
+                       fields={name: [field_error("invalid_character", "contains a NUL character")]})
     return purpose
 
 
@@ -82,7 +82,8 @@ def record_rectify(*, user, record_type: str, record_id, changes: dict[str, Any]
     unknown = set(changes) - allowed
     if not changes or unknown:
         raise ApiError("invalid", f"Rectify one of: {', '.join(sorted(allowed)) or 'nothing'}.",
-                       fields={name: [{"code": "not_rectifiable"}] for name in unknown})
+                       fields={name: [field_error("not_rectifiable", "not a field that may be rectified")]
+                               for name in unknown})
     with transaction.atomic():
         _locked_row(record_type, record_id)
         changed = record_server_update(type_name=record_type, record_id=record_id, user=user, changes=changes,
