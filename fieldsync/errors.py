@@ -82,6 +82,7 @@ _CODES = {
 
 
 def error_body(code: str, message: str, fields: dict | None = None, **extra: Any) -> dict:
+    """The body itself, for answers DRF does not write (the project's 404/500 handlers)."""
     return {"code": code, "message": message, "fields": fields or {}, **extra}
 
 
