@@ -279,13 +279,14 @@ def test_a_date_bound_means_the_whole_day():
 
     from django.utils import timezone
 
-    from warden_app.analysis.filters import _datetime, datetime_interval_parse
+    from fieldsync.parsing import when
+    from warden_app.analysis.filters import datetime_interval_parse
 
     day_start = timezone.make_aware(datetime(2026, 11, 24))
     next_day = timezone.make_aware(datetime(2026, 11, 25))
-    assert _datetime("from", "2026-11-24") == day_start
-    assert _datetime("to", "2026-11-24", end=True) == next_day
+    assert when("from", "2026-11-24") == day_start
+    assert when("to", "2026-11-24", end=True) == next_day
     assert datetime_interval_parse("2026-11-24") == (day_start, next_day)
     assert datetime_interval_parse("../2026-11-24") == (None, next_day)
-    instant = _datetime("to", "2026-11-24T10:00:00Z", end=True)
+    instant = when("to", "2026-11-24T10:00:00Z", end=True)
     assert datetime_interval_parse("../2026-11-24T10:00:00Z") == (None, instant + timedelta(microseconds=1))
