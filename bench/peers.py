@@ -18,7 +18,8 @@ then fieldsync runs in gunicorn on a database of its own (`<name>_bench_peers`) 
 
 fieldsync runs as production does: gunicorn with deploy/gunicorn.conf.py (access log included),
 DEBUG off, HTTPS settings on behind the header nginx adds; the client is the standard library's
-http.client on keep-alive connections, sending what the handheld sends. N and BIG are --sizes. Only one server runs while it is measured (two cores); PostgreSQL and
+http.client on keep-alive connections, sending what the handheld sends. N and BIG are --sizes.
+Only one server runs while it is measured (two cores); PostgreSQL and
 Redis stay up throughout. The table's ratio is how many times faster fieldsync is (above 1:
 fieldsync ahead), for throughput and for page time alike.
 """

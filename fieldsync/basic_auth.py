@@ -14,7 +14,7 @@ class StrictBasicAuthentication(BasicAuthentication):
 
     def authenticate(self, request):
         # Imported here: DRF imports this class (its default authentication) while
-        # fieldsync.sync.errors, which the parsers raise, is still being imported.
+        # fieldsync.errors, which the parsers raise, is still being imported.
         from fieldsync import parsing
 
         header = parsing.authorization(request)

@@ -9,6 +9,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 
+from fieldsync.errors import error_body
+
 API_PREFIXES = ("/api/", "/ogc/")
 # The database could not be reached or went away mid-request (restart, failover, no free
 # connection). Not a bug, so not a 500: nothing the client may rely on happened, and the same
@@ -23,7 +25,7 @@ def _is_api(request) -> bool:
 
 def not_found(request, exception=None):
     if _is_api(request):
-        return JsonResponse({"code": "not_found", "message": "No such endpoint.", "fields": {}}, status=404)
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
     return defaults.page_not_found(request, exception)
 
 
@@ -31,8 +33,8 @@ def permission_denied(request, exception=None):
     """A PermissionDenied raised by a page (the review desk for a non-supervisor, …). DRF views
     answer their own 401/403; this covers the plain Django views, under /api/ too."""
     if _is_api(request):
-        return JsonResponse({"code": "permission_denied", "message": str(exception or "") or
-                             "You do not have permission to do this.", "fields": {}}, status=403)
+        return JsonResponse(error_body("permission_denied", str(exception or "")
+                                       or "You do not have permission to do this."), status=403)
     return defaults.permission_denied(request, exception)
 
 
@@ -40,17 +42,15 @@ def server_error(request):
     if _is_api(request):
         # Django calls this handler while handling the exception, so it is still current.
         if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
-            response = JsonResponse({"code": "unavailable", "message": "The database is unavailable; send the same "
-                                     "request again shortly.", "fields": {}}, status=503)
+            response = JsonResponse(error_body("unavailable", "The database is unavailable; send the same "
+                                               "request again shortly."), status=503)
             response["Retry-After"] = "5"
             return response
-        return JsonResponse({"code": "server_error", "message": "Internal error; it has been logged.", "fields": {}},
-                            status=500)
+        return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
     return defaults.server_error(request)
 
 
 def bad_request(request, exception=None):
     if _is_api(request):
-        return JsonResponse({"code": "bad_request", "message": "The request could not be understood.", "fields": {}},
-                            status=400)
+        return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)
     return defaults.bad_request(request, exception)

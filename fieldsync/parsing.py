@@ -1,6 +1,6 @@
 """The one set of parsers for everything a client sends outside a JSON body: query and path
 parameters, credentials and headers. Each reads text into a Python value or refuses it with
-the protocol's error (SyncError, naming the parameter in `fields`), so bad input is a 4xx and
+the protocol's error (ApiError, naming the parameter in `fields`), so bad input is a 4xx and
 never reaches a query, a conversion that overflows or the database.
 
 Decisions made once, here:
@@ -37,7 +37,7 @@ from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import exceptions, status
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, field_error, invalid
 
 # The widest integer column is bigint.
 INT_MAX = 2**63 - 1
@@ -51,11 +51,6 @@ MAX_USERNAME_CHARS = 150
 MAX_PASSWORD_CHARS = 1024
 MAX_TOKEN_CHARS = 256
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.~+/=]+")  # RFC 6750 b64token
-
-
-def problem(name: str, code: str, message: str) -> SyncError:
-    """The protocol's 400 for one parameter."""
-    return SyncError("invalid", f"{name}: {message}", fields={name: [{"code": code, "message": message}]})
 
 
 def _text(raw: Any) -> str | None:
@@ -75,10 +70,10 @@ def integer(name: str, raw: Any, *, minimum: int = -INT_MAX, maximum: int = INT_
     if text is None:
         return default
     if not _INTEGER.fullmatch(text):
-        raise problem(name, "not_an_integer", "a whole number in ASCII digits")
+        raise invalid(name, "not_an_integer", "a whole number in ASCII digits")
     value = int(text)
     if not minimum <= value <= maximum:
-        raise problem(name, "out_of_range", f"{minimum} to {maximum}")
+        raise invalid(name, "out_of_range", f"{minimum} to {maximum}")
     return value
 
 
@@ -98,9 +93,9 @@ def number(name: str, raw: Any, *, minimum: float = -math.inf, maximum: float = 
         return default
     value = float(text) if _NUMBER.fullmatch(text) else math.nan
     if not math.isfinite(value):
-        raise problem(name, "not_a_number", "a finite decimal number")
+        raise invalid(name, "not_a_number", "a finite decimal number")
     if not minimum <= value <= maximum:
-        raise problem(name, "out_of_range", f"{minimum:g} to {maximum:g}")
+        raise invalid(name, "out_of_range", f"{minimum:g} to {maximum:g}")
     return value
 
 
@@ -112,7 +107,7 @@ def boolean(name: str, raw: Any, *, default: bool = False) -> bool:
         return True
     if text.lower() in FALSE:
         return False
-    raise problem(name, "not_a_boolean", "true or false")
+    raise invalid(name, "not_a_boolean", "true or false")
 
 
 def choice(name: str, raw: Any, allowed: Collection[str], *, default: str | None = None) -> str | None:
@@ -120,7 +115,7 @@ def choice(name: str, raw: Any, allowed: Collection[str], *, default: str | None
     if text is None:
         return default
     if text not in allowed:
-        raise problem(name, "not_in_choices", f"one of {', '.join(sorted(allowed))}")
+        raise invalid(name, "not_in_choices", f"one of {', '.join(sorted(allowed))}")
     return text
 
 
@@ -138,7 +133,7 @@ def uuid_value(name: str, raw: Any) -> uuid.UUID | None:
         return None
     value = as_uuid(text)
     if value is None:
-        raise problem(name, "invalid_uuid", "not a UUID")
+        raise invalid(name, "invalid_uuid", "not a UUID")
     return value
 
 
@@ -149,17 +144,17 @@ def bbox(name: str, raw: Any) -> tuple[float, float, float, float] | None:
         return None
     parts = text.split(",")
     if len(parts) not in (4, 6):
-        raise problem(name, "invalid_bbox", "four numbers: minlon,minlat,maxlon,maxlat")
+        raise invalid(name, "invalid_bbox", "four numbers: minlon,minlat,maxlon,maxlat")
     values = [number(name, part) for part in parts]
     if any(v is None for v in values):
-        raise problem(name, "invalid_bbox", "four numbers: minlon,minlat,maxlon,maxlat")
+        raise invalid(name, "invalid_bbox", "four numbers: minlon,minlat,maxlon,maxlat")
     if len(values) == 6:
         values = [values[0], values[1], values[3], values[4]]
     minx, miny, maxx, maxy = values
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise problem(name, "out_of_range", "longitudes within ±180, latitudes within ±90, min before max")
+        raise invalid(name, "out_of_range", "longitudes within ±180, latitudes within ±90, min before max")
     if minx > maxx:
-        raise problem(name, "out_of_range", "boxes across the antimeridian are not supported")
+        raise invalid(name, "out_of_range", "boxes across the antimeridian are not supported")
     return minx, miny, maxx, maxy
 
 
@@ -212,6 +207,25 @@ def instant(text: Any, *, require_offset: bool = False, end: bool = False) -> da
     return to_utc(value)
 
 
+def is_date(text: Any) -> bool:
+    """Whether `text` is a plain ISO date, no time: `instant` reads it as a whole day."""
+    if not isinstance(text, str) or not text.strip().isascii():
+        return False
+    try:
+        return parse_date(text.strip()) is not None
+    except ValueError:  # the right shape, an impossible day (2026-02-30)
+        return False
+
+
+def stored_instant(text: Any) -> datetime | None:
+    """`instant` for a time the server wrote itself (an API's own JSON, a stored run's
+    `finished_at`), to show it: None when absent or unreadable, never an error."""
+    try:
+        return instant(text, require_offset=True) if text else None
+    except BadInstant:
+        return None
+
+
 def when(name: str, raw: Any, *, end: bool = False) -> datetime | None:
     """A query parameter's date or date-time (see `instant`), refused with the protocol's 400."""
     text = _text(raw)
@@ -220,7 +234,7 @@ def when(name: str, raw: Any, *, end: bool = False) -> datetime | None:
     try:
         return instant(text, end=end)
     except BadInstant as exc:
-        raise problem(name, exc.code, exc.message) from None
+        raise invalid(name, exc.code, exc.message) from None
 
 
 def day(name: str, raw: Any) -> date | None:
@@ -233,14 +247,14 @@ def day(name: str, raw: Any) -> date | None:
     except ValueError:
         value = None
     if value is None:
-        raise problem(name, "invalid_date", "an ISO 8601 date (YYYY-MM-DD)")
+        raise invalid(name, "invalid_date", "an ISO 8601 date (YYYY-MM-DD)")
     return value
 
 
 # --- credentials and headers ----------------------------------------------------------------
 
 
-class CredentialsRefused(SyncError, exceptions.AuthenticationFailed):
+class CredentialsRefused(ApiError, exceptions.AuthenticationFailed):
     """401 not_authenticated in the protocol's shape. An AuthenticationFailed too, so DRF
     adds the view's WWW-Authenticate challenge (QGIS and GDAL ask for a password on it)."""
 
@@ -299,7 +313,7 @@ def bearer_token(value: bytes) -> str:
 _BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def request_problem(environ: dict) -> SyncError | None:
+def request_problem(environ: dict) -> ApiError | None:
     """Why a request cannot be served at all (None if it can), checked on the WSGI environ
     before Django reads it (fieldsync/wsgi.py), since Django itself fails on some of it:
 
@@ -309,16 +323,16 @@ def request_problem(environ: dict) -> SyncError | None:
       page (the admin's filters, the desk's, the API's) would pass it on to a query."""
     problem_text = _header_problem(environ)
     if problem_text:
-        return SyncError("bad_request", problem_text)
+        return ApiError("bad_request", problem_text)
     if "\x00" in environ.get("PATH_INFO", ""):
-        return SyncError("bad_request", "The path cannot contain NUL characters.")
+        return ApiError("bad_request", "The path cannot contain NUL characters.")
     query = environ.get("QUERY_STRING", "")
     if "%00" in query or "\x00" in query:
         bad = sorted({key for key, value in parse_qsl(query, keep_blank_values=True, errors="replace")
                       if "\x00" in key or "\x00" in value})
         if bad:
-            return SyncError("invalid", "Query parameters cannot contain NUL characters.",
-                             fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
+            return ApiError("invalid", "Query parameters cannot contain NUL characters.",
+                            fields={key: [field_error("invalid_character", "contains NUL")] for key in bad})
     return None
 
 

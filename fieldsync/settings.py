@@ -284,7 +284,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "EXCEPTION_HANDLER": "fieldsync.sync.errors.exception_handler",
+    "EXCEPTION_HANDLER": "fieldsync.errors.exception_handler",
     # Bounded in bytes and depth, refusals in the protocol's shape (fieldsync/sync/bodies.py).
     # No multipart: no API view takes files (photos are PUT raw, read by AttachmentView).
     "DEFAULT_PARSER_CLASSES": [

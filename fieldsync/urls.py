@@ -22,6 +22,8 @@ urlpatterns = [
     path("healthz", health.liveness, name="healthz"),
     path("readyz", health.readiness, name="readyz"),
     path("favicon.ico", favicon.favicon, name="favicon"),
+    # The engine's protocol is wired by the project; the domain's URLs follow it.
+    path("api/v1/", include("fieldsync.sync.urls")),
     path("", include("warden_app.urls")),
 ]
 

@@ -1,5 +1,5 @@
 """Counting the statements a piece of code sends, through Django's cursors and the sync
-engine's own (fieldsync.sync.db.cursor, which Django's query capture does not see)."""
+engine's own (fieldsync.db.cursor, which Django's query capture does not see)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from fieldsync.sync import db
+from fieldsync import db
 
 
 class Watched:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Q
 
-from fieldsync.sync import db as sync_db
+from fieldsync import db
 
 from .rights import forget_rights, rights_of
 from .roles import DEVICE_ROLES, FIELD_ROLES, Role, roles_of
@@ -297,7 +297,7 @@ def _load_sharing(user) -> Sharing:
         return Sharing()
     # Raw and prepared, on the engine's cursor: every pull page asks this, and building
     # the ORM's union of two filtered querysets cost a tenth of a page of 200 records.
-    with sync_db.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(_sharing_sql(), {"roles": rule_roles, "org": user.organisation_id, "analyst": analyst,
                                         "user": user.pk, "now": timezone.now()})
         found = cursor.fetchall()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from fieldsync.sync import db as sync_db
+from fieldsync import db
 
 from .roles import Role
 
@@ -60,7 +60,7 @@ def rights_of(user) -> Rights:
     if rights is None:
         roles: set[str] = set()
         areas: dict[str, set[int]] = {}
-        with sync_db.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(_rights_sql(), {"user": user.pk, "roles": [role.value for role in Role]})
             for kind, name, area_id in cursor.fetchall():
                 if kind == "role":

@@ -17,10 +17,8 @@ import orjson
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from fieldsync.sync import db as sync_db
-from fieldsync.sync import registry
-from fieldsync.sync.fields import FieldSpec
-from fieldsync.sync.registry import RecordType, Row
+from fieldsync import db
+from fieldsync.sync.api import FieldSpec, RecordType, Row, register_type, set_device_policy
 
 from . import permissions
 from .choices import GRADED_ISSUE_TYPES, ActionTaken, FixSource, Grade, IncidentType, Qualifier, ReviewState
@@ -141,8 +139,8 @@ class FieldRecordPolicy:
         # One prepared statement for both, on the engine's cursor: a page names a thousand
         # records, whose ids it binds as one array where the ORM would convert and quote
         # each in Python.
-        with sync_db.cursor() as cursor:
-            cursor.execute(_enrich_sql(self.review_fk), [sync_db.uuid_array(r["id"] for r in rows),
+        with db.cursor() as cursor:
+            cursor.execute(_enrich_sql(self.review_fk), [db.uuid_array(r["id"] for r in rows),
                                                          [r["author_id"] for r in rows]])
             found = {rid: rest for rid, *rest in cursor.fetchall()}
         for row in rows:
@@ -178,7 +176,7 @@ class FieldRecordPolicy:
         # The engine's cursor binds the two arrays server-side; Django's would quote a
         # push's 1,000 coordinates into the SQL text in Python first. The rule is inlined
         # into this one plan (migration 0007), not called once per point.
-        with sync_db.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(
                 "SELECT a.id FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(lon, lat, n) "
                 "LEFT JOIN LATERAL warden_area_at(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)) AS a(id) ON true "
@@ -365,7 +363,7 @@ _ALL_FIELDS: dict[str, frozenset[str]] = {}
 
 def _register(name: str, model, fields: tuple[FieldSpec, ...], policy, server_columns, parent=None) -> None:
     _ALL_FIELDS[name] = frozenset(spec.name for spec in fields)
-    registry.register(
+    register_type(
         RecordType(
             name=name, model=model, fields=fields, policy=policy, server_columns=server_columns,
             parent=parent, read_only=SERVER_OWNED,
@@ -468,7 +466,7 @@ class WardenDevicePolicy:
         """Enrolment and revocation touch no record's personal data: nothing for s.62."""
 
 
-registry.set_device_policy(WardenDevicePolicy())
+set_device_policy(WardenDevicePolicy())
 
 
 def _connect_form_signals() -> None:

@@ -2,7 +2,6 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("api/v1/", include("fieldsync.sync.urls")),
     path("api/v1/", include("warden_app.analysis.urls")),
     path("api/v1/aggregates/", include("warden_app.aggregates.urls")),
     path("api/v1/", include("warden_app.accountability.urls")),  # dpo/…, escalations

@@ -10,7 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .errors import SyncError
+from fieldsync.errors import ApiError
+from fieldsync.read_only_admin import ReadOnlyAdmin
+
 from .models import Conflict, Device, QuarantinedMutation, Receipt
 from .services.devices import device_revoke
 
@@ -88,7 +90,7 @@ class DeviceAdmin(admin.ModelAdmin):
         for device in queryset.filter(revoked_at__isnull=True).select_related("user"):
             try:
                 device_revoke(device=device, by=request.user)
-            except SyncError:
+            except ApiError:
                 refused.append(str(device))
             else:
                 revoked += 1
@@ -100,20 +102,6 @@ class DeviceAdmin(admin.ModelAdmin):
             )
         if not revoked and not refused:
             self.message_user(request, "The selected devices were already revoked.", messages.INFO)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the code that acts (sync outcomes, the s.62 log, escalations):
-    the admin shows them and never adds, edits or deletes one."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Receipt)

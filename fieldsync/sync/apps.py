@@ -9,7 +9,9 @@ class SyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
-        from .db import utc_datetime_dumper_register
+        from fieldsync import openapi  # noqa: F401  (registers the HTTP Basic extension)
+        from fieldsync.db import utc_datetime_dumper_register
+
+        from . import schema  # noqa: F401  (registers the device token's)
 
         utc_datetime_dumper_register()

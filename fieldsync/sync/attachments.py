@@ -11,7 +11,8 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from PIL import Image, ImageOps
 
-from .errors import SyncError
+from fieldsync.errors import ApiError
+
 from .images import DECODE_ERRORS, DECODERS, image_open
 from .models import Attachment
 
@@ -49,10 +50,10 @@ def _sniff(data: bytes, declared_type: str) -> Image.Image:
     image = image_open(data)
     real_type = FORMATS.get(image.format or "")
     if real_type is None:
-        raise SyncError("unsupported_media_type", f"{image.format} images are not accepted.", status_code=415)
+        raise ApiError("unsupported_media_type", f"{image.format} images are not accepted.", status_code=415)
     declared = declared_type.split(";")[0].strip().lower()
     if TYPE_ALIASES.get(declared, declared) != real_type:
-        raise SyncError(
+        raise ApiError(
             "unsupported_media_type",
             f"Content-Type says {declared or 'nothing'} but the content is {real_type}.",
             status_code=415,
@@ -135,13 +136,13 @@ def _upright(image: Image.Image) -> bool:
         return False
 
 
-def _invalid() -> SyncError:
-    return SyncError("invalid_image", "The image data is corrupt or truncated.", status_code=400)
+def _invalid() -> ApiError:
+    return ApiError("invalid_image", "The image data is corrupt or truncated.", status_code=400)
 
 
 def photo_clean(data: bytes, declared_type: str) -> Cleaned:
     """The photo without EXIF (GPS position, device serial), XMP, ICC or text chunks, and
-    upright; refused (SyncError) if it is not an accepted image, declares more pixels than
+    upright; refused (ApiError) if it is not an accepted image, declares more pixels than
     decoding may take memory for, or cannot be decoded in full.
 
     A JPEG needing no rotation keeps its own bytes, segments of metadata left out: no
@@ -200,10 +201,10 @@ def attachment_store(*, sha256: str, data: bytes, content_type: str, device) -> 
     the same bytes answers `created=False` and changes nothing. A refused upload leaves
     neither a row nor a file behind."""
     if len(data) > settings.SYNC_MAX_ATTACHMENT_BYTES:
-        raise SyncError("too_large", "The photo is larger than the limit.", status_code=413)
+        raise ApiError("too_large", "The photo is larger than the limit.", status_code=413)
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise SyncError("hash_mismatch", "The content does not match its sha256.", status_code=400,
-                        fields={"sha256": [{"code": "hash_mismatch",
+        raise ApiError("hash_mismatch", "The content does not match its sha256.", status_code=400,
+                       fields={"sha256": [{"code": "hash_mismatch",
                                             "message": "sha256 of the body differs from the address"}]})
     existing = Attachment.objects.filter(sha256=sha256).first()
     if existing:

@@ -8,10 +8,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from rest_framework.authentication import BaseAuthentication
 
-from fieldsync import parsing
+from fieldsync import db, parsing
+from fieldsync.errors import ApiError
 
-from . import db
-from .errors import SyncError
 from .models import Device
 from .tokens import TOKEN_PREFIX, token_hash
 
@@ -30,21 +29,21 @@ class DeviceTokenAuthentication(BaseAuthentication):
         try:
             token = parsing.bearer_token(header[1])
         except parsing.CredentialsRefused as exc:
-            raise SyncError("not_authenticated", exc.message, status_code=401) from None
+            raise ApiError("not_authenticated", exc.message, status_code=401) from None
         if not token.startswith(TOKEN_PREFIX):
             return None  # another bearer scheme (personal API tokens) may claim it
         device = _device_with_user(token_hash(token))
         if device is None:
-            raise SyncError("invalid_token", "Unknown device token.", status_code=401)
+            raise ApiError("invalid_token", "Unknown device token.", status_code=401)
         if device.revoked_at is not None:
-            raise SyncError(
+            raise ApiError(
                 "device_revoked",
                 "This device has been revoked. Delete all local data.",
                 status_code=401,
                 extra={"wipe": True},
             )
         if not device.user.is_active:
-            raise SyncError("user_inactive", "This account is disabled.", status_code=401)
+            raise ApiError("user_inactive", "This account is disabled.", status_code=401)
         return device.user, device
 
     def authenticate_header(self, request) -> str:

@@ -22,7 +22,7 @@ from django.http import QueryDict
 from rest_framework.parsers import BaseParser
 
 # The module, not the name: errors imports DRF's views, whose APIView loads these parsers.
-from . import errors
+from fieldsync import errors
 
 _CONTAINERS = (dict, list)
 
@@ -50,8 +50,8 @@ def text_nests_deeper(text: bytes, value: Any, limit: int) -> bool:
     return nests_deeper(value, limit)
 
 
-def too_deep(limit: int) -> errors.SyncError:
-    return errors.SyncError("too_deep", f"The JSON nests deeper than {limit} levels.", status_code=400)
+def too_deep(limit: int) -> errors.ApiError:
+    return errors.ApiError("too_deep", f"The JSON nests deeper than {limit} levels.", status_code=400)
 
 
 def json_loads(body: bytes, *, max_depth: int | None) -> Any:
@@ -62,7 +62,7 @@ def json_loads(body: bytes, *, max_depth: int | None) -> Any:
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):  # orjson's own 1024 levels
             raise too_deep(max_depth or 1024) from None
-        raise errors.SyncError("malformed_json", f"The body is not valid JSON: {exc}.", status_code=400) from None
+        raise errors.ApiError("malformed_json", f"The body is not valid JSON: {exc}.", status_code=400) from None
     if max_depth is not None and text_nests_deeper(body, value, max_depth):
         raise too_deep(max_depth)
     return value
@@ -72,17 +72,17 @@ def read_limited(stream, limit: int, declared: int | None = None) -> bytes:
     """At most `limit` bytes of a body, or 413 too_large (said by Content-Length or found
     by reading one byte more)."""
     if declared is not None and declared > limit:
-        raise errors.SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
+        raise errors.ApiError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
     body = stream.read(limit + 1) if stream is not None else b""
     if len(body) > limit:
-        raise errors.SyncError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
+        raise errors.ApiError("too_large", f"The body is larger than {limit} bytes.", status_code=413)
     return body
 
 
 def declared_length(meta: dict) -> int | None:
     """The Content-Length a request declares (ASCII digits, else 400: fieldsync/wsgi.py
     refuses such a header before Django in production), or None without one."""
-    # Imported here: DRF imports this module (DEFAULT_PARSER_CLASSES) while fieldsync.sync.errors,
+    # Imported here: DRF imports this module (DEFAULT_PARSER_CLASSES) while fieldsync.errors,
     # which fieldsync.parsing needs, is still being imported.
     from fieldsync import parsing
 
@@ -116,4 +116,4 @@ class BoundedFormParser(BaseParser):
         try:
             return QueryDict(body, encoding=encoding)
         except TooManyFieldsSent:
-            raise errors.SyncError("too_large", "The form has too many fields.", status_code=413) from None
+            raise errors.ApiError("too_large", "The form has too many fields.", status_code=413) from None

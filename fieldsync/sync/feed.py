@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from . import db
+from fieldsync import db
 
 _TOUCH_SQL = """
 INSERT INTO sync_change (record_type, record_id, scope_key, xid, seq, changed_at)

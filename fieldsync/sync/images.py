@@ -18,7 +18,7 @@ from typing import IO
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
-from .errors import SyncError
+from fieldsync.errors import ApiError
 
 # The only Pillow plugins ever tried on a photo.
 DECODERS = ["JPEG", "PNG", "WEBP"]
@@ -78,15 +78,15 @@ def decode_cost(image: Image.Image) -> int:
     return two_pictures
 
 
-def too_large(image: Image.Image) -> SyncError | None:
+def too_large(image: Image.Image) -> ApiError | None:
     """The refusal for a photo whose declared size is over the limits, or None."""
     width, height = image.size
     if width * height > settings.SYNC_MAX_IMAGE_PIXELS:
-        return SyncError("image_too_large", f"The image declares {width}x{height} pixels; at most "
-                         f"{settings.SYNC_MAX_IMAGE_PIXELS} pixels are accepted.", status_code=413)
+        return ApiError("image_too_large", f"The image declares {width}x{height} pixels; at most "
+                        f"{settings.SYNC_MAX_IMAGE_PIXELS} pixels are accepted.", status_code=413)
     cost = decode_cost(image)
     if cost > settings.SYNC_MAX_IMAGE_MEMORY_BYTES:
-        return SyncError(
+        return ApiError(
             "image_too_large",
             f"The image declares {width}x{height} pixels ({image.mode}); decoding it would take "
             f"{cost // 2**20} MiB, at most {settings.SYNC_MAX_IMAGE_MEMORY_BYTES // 2**20} MiB are allowed.",
@@ -111,7 +111,7 @@ def webp_declared_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _webp_too_large(fp: IO[bytes]) -> SyncError | None:
+def _webp_too_large(fp: IO[bytes]) -> ApiError | None:
     """Pillow's WebP plugin has libwebp allocate its canvases while merely opening a file
     (untouched, so not yet resident, but address space all the same): a WebP is priced
     from its own header before Pillow sees it."""
@@ -123,15 +123,15 @@ def _webp_too_large(fp: IO[bytes]) -> SyncError | None:
     width, height = size
     pixels = width * height
     if pixels > settings.SYNC_MAX_IMAGE_PIXELS or pixels * WEBP_BYTES_PER_PIXEL > settings.SYNC_MAX_IMAGE_MEMORY_BYTES:
-        return SyncError("image_too_large", f"The image declares {width}x{height} pixels; decoding it would take "
-                         f"{pixels * WEBP_BYTES_PER_PIXEL // 2**20} MiB, at most "
-                         f"{settings.SYNC_MAX_IMAGE_MEMORY_BYTES // 2**20} MiB are allowed.", status_code=413)
+        return ApiError("image_too_large", f"The image declares {width}x{height} pixels; decoding it would take "
+                        f"{pixels * WEBP_BYTES_PER_PIXEL // 2**20} MiB, at most "
+                        f"{settings.SYNC_MAX_IMAGE_MEMORY_BYTES // 2**20} MiB are allowed.", status_code=413)
     return None
 
 
 def image_open(source: bytes | IO[bytes], formats: list[str] | None = None) -> Image.Image:
     """Open a photo's header (no pixel decoded) and refuse it if decoding it would take
-    more memory than allowed. Raises SyncError: 413 image_too_large; 400 invalid_image for
+    more memory than allowed. Raises ApiError: 413 image_too_large; 400 invalid_image for
     bytes that begin as a JPEG, PNG or WebP but cannot be read; 415 for anything else."""
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     refusal = _webp_too_large(fp)
@@ -141,16 +141,16 @@ def image_open(source: bytes | IO[bytes], formats: list[str] | None = None) -> I
         image = Image.open(fp, formats=formats or DECODERS)
     except Image.DecompressionBombError:
         # Pillow's own guard (far above ours) fired while reading the header.
-        raise SyncError("image_too_large", "The image declares an enormous size.", status_code=413) from None
+        raise ApiError("image_too_large", "The image declares an enormous size.", status_code=413) from None
     except (UnidentifiedImageError, *DECODE_ERRORS):
         fp.seek(0)
         if is_image_signature(fp.read(12)):
-            raise SyncError("invalid_image", "The image header is corrupt or truncated.", status_code=400) from None
-        raise SyncError("unsupported_media_type", "The file is not a JPEG, PNG or WebP image.",
-                        status_code=415) from None
+            raise ApiError("invalid_image", "The image header is corrupt or truncated.", status_code=400) from None
+        raise ApiError("unsupported_media_type", "The file is not a JPEG, PNG or WebP image.",
+                       status_code=415) from None
     width, height = image.size
     if width < 1 or height < 1:
-        raise SyncError("invalid_image", f"The image declares {width}x{height} pixels.", status_code=400)
+        raise ApiError("invalid_image", f"The image declares {width}x{height} pixels.", status_code=400)
     refusal = too_large(image)
     if refusal is not None:
         raise refusal

@@ -26,7 +26,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import db, registry, rows
+from fieldsync import db
+
+from . import registry, rows
 from .models import Attachment
 
 # Records read per sha and type when deciding who may see it. A photo is named by a handful

@@ -31,8 +31,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import db, registry, rows
-from .errors import SyncError
+from fieldsync import db
+from fieldsync.errors import ApiError
+
+from . import registry, rows
 from .push import device_touch
 
 # 2: positions carry the key's window flag; keys left are replayed by time, not position.
@@ -72,7 +74,7 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str, device_id) -> Cursor:
-        gone = SyncError("resync_required", "This cursor can no longer be served; sync from scratch.", status_code=410)
+        gone = ApiError("resync_required", "This cursor can no longer be served; sync from scratch.", status_code=410)
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):

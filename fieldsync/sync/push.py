@@ -25,10 +25,10 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from fieldsync import parsing
+from fieldsync import db, parsing
+from fieldsync.errors import ApiError
 
-from . import bodies, db, registry, rows
-from .errors import SyncError
+from . import bodies, registry, rows
 from .feed import feed_drop, feed_touch
 from .fields import SHA256_RE, Context, Invalid, parse_time, to_wire
 from .merge import merge_patch
@@ -907,8 +907,8 @@ def push_apply(*, user, device, mutations: list[Any]) -> list[dict]:
                 continue
             if isinstance(exc, RACING):
                 return _push_one_by_one(user, device, parsed)
-            raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
-                            headers={"Retry-After": "2"}) from exc
+            raise ApiError("busy", "The server is busy; send the same push again.", status_code=503,
+                           headers={"Retry-After": "2"}) from exc
     raise AssertionError("unreachable")
 
 
@@ -956,8 +956,8 @@ def _decide_alone(user, device, m: Mutation) -> dict:
                 return Batch(user=user, device=device, mutations=[m]).refuse(m, _refusal(exc))
             log.warning("replaying mutation %s: attempt %d failed with %s", m.mutation_id, attempt + 1,
                         type(exc.__cause__ or exc).__name__)
-    raise SyncError("busy", "The server is busy; send the same push again.", status_code=503,
-                    headers={"Retry-After": "2"})
+    raise ApiError("busy", "The server is busy; send the same push again.", status_code=503,
+                   headers={"Retry-After": "2"})
 
 
 def _transient(exc: BaseException) -> bool:

@@ -16,7 +16,8 @@ import orjson
 import psycopg
 from django.db import connection
 
-from . import db
+from fieldsync import db
+
 from .fields import FieldSpec, line_ewkt, point_ewkt, truthy_sql, wire_sql
 from .registry import RecordType, Row
 
@@ -156,6 +157,23 @@ def update_rows(rtype: RecordType, rows: list[Row]) -> None:
         return
     with db.cursor() as cursor:
         cursor.execute(_update_sql(rtype), _columns_of(rtype, rows))
+
+
+def server_columns_update(rtype: RecordType, rows: list[Row], columns: list[str]) -> None:
+    """Only `columns` (server columns), the version and updated_at of `rows`: the content
+    and the location stay out of the SET, so a trigger on the location (the domain's
+    placement) does not fire and place the rows a second time."""
+    if not rows:
+        return
+    names = ["version", "updated_at", *columns]
+    sets = ", ".join(f"{name} = v.{name}" for name in names)
+    arrays = ", ".join(f"%s::{_sql_type(rtype, name)}[]" for name in names)
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {rtype.table} AS t SET {sets} FROM unnest(%s::uuid[], {arrays}) "
+            f"AS v(id, {', '.join(names)}) WHERE t.id = v.id",
+            [db.uuid_array(row["id"] for row in rows), *([row[name] for row in rows] for name in names)],
+        )
 
 
 @cache

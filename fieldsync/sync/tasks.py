@@ -8,7 +8,8 @@ from celery import shared_task
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from .errors import SyncError
+from fieldsync.errors import ApiError
+
 from .images import image_open
 from .models import Attachment
 
@@ -43,7 +44,7 @@ def attachment_thumbnail(sha256: str) -> bool:
         return False
     try:
         data = _thumbnail_bytes(attachment)
-    except SyncError as exc:
+    except ApiError as exc:
         # Refused before decoding, or undecodable: no retry would change that.
         log.warning("no thumbnail for %s: %s", sha256, exc.message)
         return False

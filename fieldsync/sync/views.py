@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import orjson
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -12,14 +11,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
-from rest_framework.views import APIView
 
 from fieldsync import parsing
+from fieldsync.api_views import ERROR, ProtocolView
+from fieldsync.errors import ApiError, field_error
+from fieldsync.responses import json_response
 
 from . import bodies, registry
 from .attachments import attachment_store
 from .auth import DeviceTokenAuthentication
-from .errors import SyncError
 from .models import Device
 from .photo_access import photo_read, photo_visible
 from .pull import pull_changes
@@ -27,8 +27,6 @@ from .push import push_apply
 from .schema import (
     AttachmentStoredSerializer,
     EnrolmentSerializer,
-    ErrorResponsesSchema,
-    ErrorSerializer,
     ManifestSerializer,
     PullPageSerializer,
     PushAnswerSerializer,
@@ -40,34 +38,6 @@ from .services.devices import device_enrol, device_revoke
 from .throttling import DeviceRateThrottle, EnrolThrottle
 
 SHA256_PATH = re.compile(r"^[0-9a-f]{64}$")
-# The one error shape (docs/sync.md), for `responses=` of every API view.
-ERROR = ErrorSerializer
-
-
-# The base of every API view: its schema also documents the error statuses its parameters,
-# authentication, permissions and throttles can give (schema.ErrorResponsesSchema), and it
-# refuses query parameters carrying NUL. A comment, not a docstring: drf-spectacular would
-# inherit a docstring as the description of every operation without one of its own.
-class ProtocolView(APIView):
-    schema = ErrorResponsesSchema()
-
-    def get_authenticate_header(self, request):
-        # Every scheme the view takes, Basic first (RFC 9110 11.6.1 allows a list): DRF sends
-        # only the first class's, so a view taking a device token before Basic (revoke)
-        # challenged Bearer alone and QGIS, GDAL and curl never asked for a password.
-        challenges = [c for c in (a.authenticate_header(request) for a in self.get_authenticators()) if c]
-        challenges.sort(key=lambda c: not c.lower().startswith("basic"))
-        return ", ".join(dict.fromkeys(challenges)) or None
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        # PostgreSQL text cannot hold NUL, so no parameter may carry one: refused here, once,
-        # rather than failing as a database error (500) wherever a parameter reaches a query.
-        bad = sorted({key for key, values in request.query_params.lists()
-                      if "\x00" in key or any("\x00" in value for value in values)})
-        if bad:
-            raise SyncError("invalid", "Query parameters cannot contain NUL characters.",
-                            fields={key: [{"code": "invalid_character", "message": "contains NUL"}] for key in bad})
 
 
 class IsDevice(BasePermission):
@@ -90,14 +60,9 @@ def read_json_body(request, *, limit: int, check_depth: bool = True) -> object:
     push, per mutation), passes check_depth=False."""
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise SyncError("unsupported_media_type", "Send application/json.", status_code=415)
+        raise ApiError("unsupported_media_type", "Send application/json.", status_code=415)
     body = bodies.read_limited(request._request, limit, bodies.declared_length(request.META))
     return bodies.json_loads(body, max_depth=settings.JSON_MAX_DEPTH if check_depth else None)
-
-
-def json_response(payload: dict, status: int = 200) -> HttpResponse:
-    """orjson straight to bytes: pushes and pulls are the hot path."""
-    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
 
 
 class EnrolView(ProtocolView):
@@ -117,21 +82,21 @@ class EnrolView(ProtocolView):
     def post(self, request):
         body = read_json_body(request, limit=16 * 1024)
         if not isinstance(body, dict):
-            raise SyncError("invalid", "The body must be a JSON object.")
+            raise ApiError("invalid", "The body must be a JSON object.")
         missing = {
-            name: [{"code": "required", "message": f"{name} is required"}]
+            name: [field_error("required", f"{name} is required")]
             for name in ("username", "password", "label")
             if not isinstance(body.get(name), str) or not body.get(name)
         }
         if missing:
-            raise SyncError("invalid", "Some fields are missing.", fields=missing)
+            raise ApiError("invalid", "Some fields are missing.", fields=missing)
         nul = {
-            name: [{"code": "invalid_character", "message": f"{name} contains a NUL character"}]
+            name: [field_error("invalid_character", f"{name} contains a NUL character")]
             for name in ("username", "password", "label", "platform")
             if isinstance(body.get(name), str) and "\x00" in body[name]
         }
         if nul:  # PostgreSQL text cannot hold NUL: refuse it as the push does (invalid_character)
-            raise SyncError("invalid", "Some fields are not valid.", fields=nul)
+            raise ApiError("invalid", "Some fields are not valid.", fields=nul)
         platform = body.get("platform") if isinstance(body.get("platform"), str) else ""
         enrolment = device_enrol(
             username=body["username"], password=body["password"], label=body["label"][:120],
@@ -150,7 +115,7 @@ class EnrolView(ProtocolView):
 class RevokeView(ProtocolView):
     """Supervisors (for their teams' devices) and admins; session, Basic or device auth."""
 
-    authentication_classes = [DeviceTokenAuthentication, *APIView.authentication_classes]
+    authentication_classes = [DeviceTokenAuthentication, *ProtocolView.authentication_classes]
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses={200: RevocationSerializer, 403: ERROR, 404: ERROR},
@@ -158,7 +123,7 @@ class RevokeView(ProtocolView):
     def post(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
         if not registry.device_policy().can_see_device(request.user, device):
-            raise SyncError("not_found", "No such device.", status_code=404)
+            raise ApiError("not_found", "No such device.", status_code=404)
         revoked = device_revoke(device=device, by=request.user)
         return json_response({"device_id": str(revoked.pk), "revoked_at": revoked.revoked_at.isoformat()})
 
@@ -212,15 +177,15 @@ class PushView(DeviceView):
         # JSON_MAX_DEPTH the whole push is refused), so the body is not walked twice.
         body = read_json_body(request, limit=settings.SYNC_MAX_BODY_BYTES, check_depth=False)
         if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
-            raise SyncError("invalid", "The body must be {\"mutations\": [...]}.",
-                            fields={"mutations": [{"code": "required", "message": "a list of mutations"}]})
+            raise ApiError("invalid", "The body must be {\"mutations\": [...]}.",
+                           fields={"mutations": [field_error("required", "a list of mutations")]})
         if len(body) > 1 and bodies.nests_deeper({k: v for k, v in body.items() if k != "mutations"},
                                                  settings.JSON_MAX_DEPTH):
             raise bodies.too_deep(settings.JSON_MAX_DEPTH)
         mutations = body["mutations"]
         if len(mutations) > settings.SYNC_MAX_MUTATIONS:
-            raise SyncError("too_many_mutations", f"At most {settings.SYNC_MAX_MUTATIONS} mutations per push.",
-                            status_code=413)
+            raise ApiError("too_many_mutations", f"At most {settings.SYNC_MAX_MUTATIONS} mutations per push.",
+                           status_code=413)
         results = push_apply(user=request.user, device=request.auth, mutations=mutations)
         return json_response({"results": results, "server_time": timezone.now().isoformat()})
 
@@ -256,8 +221,8 @@ class AttachmentView(DeviceView):
                    summary="Upload a photo by its sha256 (idempotent)")
     def put(self, request, sha256):
         if not SHA256_PATH.fullmatch(sha256):  # not .match: `$` matches before a newline
-            raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
-                            fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
+            raise ApiError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
+                           fields={"sha256": [field_error("invalid", "64 lowercase hex digits")]})
         data = bodies.read_limited(request._request, settings.SYNC_MAX_ATTACHMENT_BYTES,
                                    bodies.declared_length(request.META))
         stored = attachment_store(sha256=sha256, data=data, content_type=request.META.get("CONTENT_TYPE", ""),
@@ -296,11 +261,11 @@ def photo_response(request, sha256: str, *, thumbnail: bool) -> FileResponse:
     """The bytes of a photo the user may see (the HEAD rule), logged as a consultation of the
     records naming it; 404 alike for one not stored and one not theirs."""
     if not SHA256_PATH.fullmatch(sha256):
-        raise SyncError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
-                        fields={"sha256": [{"code": "invalid", "message": "64 lowercase hex digits"}]})
+        raise ApiError("invalid_hash", "The address must be a lowercase hex sha256.", status_code=400,
+                       fields={"sha256": [field_error("invalid", "64 lowercase hex digits")]})
     read = photo_read(user=request.user, device=request.auth, sha256=sha256, thumbnail=thumbnail)
     if read is None:
-        raise SyncError("not_found", "No such photo, or not one you may see.", status_code=404)
+        raise ApiError("not_found", "No such photo, or not one you may see.", status_code=404)
     response = FileResponse(read.handle, content_type=read.content_type if read.content_type in PHOTO_TYPES
                             else "application/octet-stream")
     # Evidence: never kept by a proxy, nor unencrypted in the handheld browser's cache.

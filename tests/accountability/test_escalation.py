@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from warden_app.accountability.services.escalation import escalation_attempt, escalation_backoff, record_escalate
 from warden_app.accountability.tasks import escalation_deliver_task
 from warden_app.models import AccessLogEntry, Escalation, Observation, PartnerEndpoint
@@ -202,19 +202,19 @@ def test_who_may_escalate_what(world, partner_factory, settings):
     in_leigh, in_wigan = world.observe(), world.observe("warden_wigan", at=(-2.6325, 53.545))
     for username, record in (("warden_leigh", in_leigh), ("partner_fire", in_leigh), ("dpo", in_leigh),
                              ("supervisor_leigh", in_wigan)):
-        with pytest.raises(SyncError) as refused:
+        with pytest.raises(ApiError) as refused:
             escalate(world, record, endpoint, username=username)
         assert refused.value.status_code == 404, username
     assert escalate(world, in_wigan, endpoint, username="analyst").state == "pending"
-    with pytest.raises(SyncError, match="purpose"):
+    with pytest.raises(ApiError, match="purpose"):
         escalate(world, in_leigh, endpoint, purpose="")
     Observation.objects.filter(pk=in_leigh).update(processing_restricted=True)
-    with pytest.raises(SyncError) as restricted:
+    with pytest.raises(ApiError) as restricted:
         escalate(world, in_leigh, endpoint)
     assert restricted.value.status_code == 409
     endpoint.active = False
     endpoint.save()
-    with pytest.raises(SyncError, match="endpoint"):
+    with pytest.raises(ApiError, match="endpoint"):
         escalate(world, in_wigan, endpoint, username="analyst")
     assert Escalation.objects.count() == 1
 

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from tests.error_shape import assert_error_body
 from warden_app.aggregates import params as params_module
 
 from .support import LONDON, get_json
@@ -19,7 +20,7 @@ PARTNER_OK = {"boundary_set": "lsoa", "period": "2026-07"}
 
 def assert_error(body: dict, code: str) -> None:
     assert set(body) == {"code", "message", "fields"}, body
-    assert body["code"] == code and body["message"]
+    assert_error_body(body, code)
 
 
 @pytest.mark.parametrize("username", ["warden_leigh", "warden_wigan", "pcso_leigh", "dpo"])

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
+from tests.error_shape import assert_error_body
 from tests.sync.conftest import IN_LEIGH
 
 from .conftest import PERSONAL, basic, last_log_id, reads_logged
@@ -151,8 +152,8 @@ def test_polygon_as_geojson_posted(world):
 def test_bad_parameters_are_refused_naming_the_parameter(world, params, field):
     response = get(world, "analyst", **params)
     assert response.status_code == 400, response.content
-    body = response.json()
-    assert body["code"] == "invalid" and field in body["fields"], body
+    body = assert_error_body(response.json(), "invalid")
+    assert field in body["fields"], body
 
 
 def test_unknown_record_type_is_404(world):
@@ -278,13 +279,14 @@ def test_a_date_bound_means_the_whole_day():
 
     from django.utils import timezone
 
-    from warden_app.analysis.filters import _datetime, datetime_interval_parse
+    from fieldsync.parsing import when
+    from warden_app.analysis.filters import datetime_interval_parse
 
     day_start = timezone.make_aware(datetime(2026, 11, 24))
     next_day = timezone.make_aware(datetime(2026, 11, 25))
-    assert _datetime("from", "2026-11-24") == day_start
-    assert _datetime("to", "2026-11-24", end=True) == next_day
+    assert when("from", "2026-11-24") == day_start
+    assert when("to", "2026-11-24", end=True) == next_day
     assert datetime_interval_parse("2026-11-24") == (day_start, next_day)
     assert datetime_interval_parse("../2026-11-24") == (None, next_day)
-    instant = _datetime("to", "2026-11-24T10:00:00Z", end=True)
+    instant = when("to", "2026-11-24T10:00:00Z", end=True)
     assert datetime_interval_parse("../2026-11-24T10:00:00Z") == (None, instant + timedelta(microseconds=1))

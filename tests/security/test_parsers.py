@@ -15,8 +15,9 @@ import pytest
 from django.test import Client
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from tests.analysis.conftest import PASSWORD
+from tests.error_shape import assert_error_body
 
 
 def b64(raw: bytes) -> str:
@@ -25,11 +26,7 @@ def b64(raw: bytes) -> str:
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.content[:300]
-    body = response.json()
-    assert set(body) >= {"code", "message", "fields"}, body
-    if code:
-        assert body["code"] == code, body
-    return body
+    return assert_error_body(response.json(), code)
 
 
 # --- the parsers, value by value ----------------------------------------------------------
@@ -37,7 +34,7 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 @pytest.mark.parametrize("raw", ["²", "٣", "①", "１", "1_000", " 1 2", "0x10", "1e3", "9" * 20, "+-1", "\x00"])
 def test_integers_are_ascii_digits_within_bounds(raw):
-    with pytest.raises(SyncError) as refused:
+    with pytest.raises(ApiError) as refused:
         parsing.integer("n", raw)
     assert refused.value.status_code == 400 and "n" in refused.value.fields
 
@@ -46,15 +43,15 @@ def test_integers_read_and_bound():
     assert parsing.integer("n", " 42 ") == 42
     assert parsing.integer("n", None, default=7) == 7
     assert parsing.page_limit("5000", default=10, maximum=100, clamp=True) == 100
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.page_limit("0", default=10, maximum=100)
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.page_limit("101", default=10, maximum=100)
 
 
 @pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "1e309", "٣", "1_0", "²"])
 def test_numbers_are_finite_ascii_decimals(raw):
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.number("x", raw)
 
 
@@ -62,7 +59,7 @@ def test_numbers_are_finite_ascii_decimals(raw):
                                  "urn:uuid:12345678-1234-5678-1234-567812345678",
                                  "١٢٣٤٥٦٧٨-1234-5678-1234-567812345678", "12345678-1234-5678-1234-56781234567８"])
 def test_uuids_are_ascii_hex(raw):
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         parsing.uuid_value("id", raw)
 
 

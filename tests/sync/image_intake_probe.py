@@ -33,8 +33,8 @@ def main(args: list[str]) -> None:
     import django
 
     django.setup()
+    from fieldsync.errors import ApiError
     from fieldsync.sync.attachments import photo_clean
-    from fieldsync.sync.errors import SyncError
 
     for arg in args:
         content_type, path = arg.split("=", 1)
@@ -46,7 +46,7 @@ def main(args: list[str]) -> None:
             cleaned = photo_clean(data, content_type)
             status, code = 201, ""
             del cleaned
-        except SyncError as exc:
+        except ApiError as exc:
             status, code = exc.status_code, exc.code
         peak, vm_peak = status_kib("VmHWM"), status_kib("VmPeak")
         print(json.dumps({"path": path, "status": status, "code": code, "rss": rss, "peak": peak,

@@ -9,6 +9,8 @@ import uuid
 
 from django.db import connection
 
+from tests.error_shape import assert_error_body
+
 TABLES = (
     "warden_app_observation",
     "warden_app_streetaudit",
@@ -72,12 +74,7 @@ def assert_error(response, status: int, code: str) -> dict:
     """An error answer in the protocol's one shape: `{code, message, fields}` as JSON."""
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
-    assert set(body) >= {"code", "message", "fields"}, body
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["fields"], dict)
-    return body
+    return assert_error_body(response.json(), code)
 
 
 def error_codes(result: dict, field: str) -> list[str]:

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from django.db import transaction
 
-from fieldsync.sync import db
+from fieldsync import db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

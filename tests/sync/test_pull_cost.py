@@ -91,7 +91,7 @@ class Plans:
 def measured(tables: tuple[str, ...] = TABLES):
     """Runs every SELECT of the engine on `tables` (the feed and the record table) under
     EXPLAIN ANALYZE first."""
-    from fieldsync.sync import db
+    from fieldsync import db
 
     plans = Plans(tables)
     with connection.cursor() as c:

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from django.db import connection, transaction
 
-from fieldsync.sync import db as sync_db
+from fieldsync import db
 
 from ..statements import Watched
 from .conftest import mutation, observation_data
@@ -420,8 +420,8 @@ def test_a_pull_reads_in_one_repeatable_read_transaction_and_leaves_the_level_as
             seen.append(cursor.fetchone())
 
     with pytest.MonkeyPatch.context() as mp:
-        real = sync_db.cursor
-        mp.setattr(sync_db, "cursor", lambda: Watched(real(), level))
+        real = db.cursor
+        mp.setattr(db, "cursor", lambda: Watched(real(), level))
         assert reader.pull_all()
     assert seen and {isolation for isolation, _ in seen} == {"repeatable read"}
     assert len({started for _, started in seen}) == 1  # one transaction (the page)

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 from fieldsync.sync.models import Conflict, RecordVersion
 from warden_app.models import AccessLogEntry, Observation, Review
 from warden_app.services.review import conflict_resolve, review_decide
@@ -44,7 +44,7 @@ def test_approved_record_is_locked_and_takes_comments_only(world):
     handheld, record_id = _created(world)
     review_decide(reviewer=world.users["supervisor"], record_type="observation", record_id=record_id,
                   decision="approved")
-    with pytest.raises(SyncError) as caught:
+    with pytest.raises(ApiError) as caught:
         review_decide(reviewer=world.users["supervisor"], record_type="observation", record_id=record_id,
                       decision="rejected", note="changed my mind")
     assert caught.value.code == "invalid_state"
@@ -58,7 +58,7 @@ def test_approved_record_is_locked_and_takes_comments_only(world):
 @pytest.mark.parametrize("who", ["warden", "warden_wigan", "analyst"])
 def test_only_a_supervisor_of_the_area_reviews_and_not_their_own(world, who):
     _, record_id = _created(world)
-    with pytest.raises(SyncError) as caught:
+    with pytest.raises(ApiError) as caught:
         review_decide(reviewer=world.users[who], record_type="observation", record_id=record_id, decision="approved")
     assert caught.value.code == "permission_denied"
     assert Observation.objects.get(pk=record_id).review_state == "submitted"
@@ -66,7 +66,7 @@ def test_only_a_supervisor_of_the_area_reviews_and_not_their_own(world, who):
 
 def test_returning_without_a_note_is_refused(world):
     _, record_id = _created(world)
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         review_decide(reviewer=world.users["supervisor"], record_type="observation", record_id=record_id,
                       decision="has_issues", note=" ")
 
@@ -91,7 +91,7 @@ def test_supervisor_resolves_a_conflict_field_by_field_and_both_handhelds_conver
     assert first.store[key]["data"]["description"] == second.store[key]["data"]["description"] == "from second"
     assert first.store[key]["version"] == second.store[key]["version"] == 3
     assert RecordVersion.objects.filter(record_id=record_id).count() == 3
-    with pytest.raises(SyncError):
+    with pytest.raises(ApiError):
         conflict_resolve(user=world.users["supervisor"], conflict_id=conflict.pk, choices={"description": "server"})
 
 
@@ -100,7 +100,7 @@ def test_a_warden_cannot_resolve_conflicts(world):
     second = world.enrol("warden")
     first.push_one(mutation("observation", "update", record_id, {"description": "a"}, base_version=1))
     result = second.push_one(mutation("observation", "update", record_id, {"description": "b"}, base_version=1))
-    with pytest.raises(SyncError) as caught:
+    with pytest.raises(ApiError) as caught:
         conflict_resolve(user=world.users["warden"], conflict_id=result["conflict_id"],
                          choices={"description": "device"})
     assert caught.value.code == "permission_denied"

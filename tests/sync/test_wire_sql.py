@@ -91,7 +91,7 @@ def test_redacted_fields_are_left_out_and_the_rest_kept(world):
 def test_text_array_literal_keeps_every_text_as_it_was():
     """db.text_array writes list columns for COPY: commas, quotes, backslashes, braces,
     spaces, an empty text and the word NULL all come back as they went in."""
-    from fieldsync.sync import db
+    from fieldsync import db
 
     texts = ["a,b", 'say "hi"', "back\\slash", "{brace}", " padded ", "", "NULL", "é ✓", "tab\there"]
     with db.cursor() as cursor:

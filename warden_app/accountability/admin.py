@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from fieldsync.sync.admin import ReadOnlyAdmin
+from fieldsync.read_only_admin import ReadOnlyAdmin
 
 from .. import permissions
 from ..models import AccessLogEntry, Escalation, PartnerEndpoint, RetentionPeriod

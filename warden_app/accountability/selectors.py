@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import invalid
 
 from ..models import AccessLogEntry, AccessLogSeal, AuditItem, Observation, RetentionPeriod, StreetAudit, User
 from ..models.areas import BNG_SRID
@@ -72,14 +72,14 @@ class LogFilter:
 
 def log_actor(text: str) -> User:
     """The person a log filter names: an id in ASCII digits, or a username (which may be
-    all digits too: then the id). SyncError for no such user."""
+    all digits too: then the id). ApiError for no such user."""
     text = text.strip()
     if len(text) > parsing.MAX_USERNAME_CHARS:
-        raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        raise invalid("actor", "not_found", "unknown user", summary="No such user.")
     lookup = {"pk": parsing.integer("actor", text)} if text.isascii() and text.isdigit() else {"username": text}
     actor = User.objects.filter(**lookup).first()
     if actor is None:
-        raise SyncError("invalid", "No such user.", fields={"actor": ["unknown user"]})
+        raise invalid("actor", "not_found", "unknown user", summary="No such user.")
     return actor
 
 
@@ -253,7 +253,7 @@ class SubjectCriteria:
 def subject_criteria(given) -> SubjectCriteria:
     """The criteria from a request's parameters (the API's query, the DPO page's form):
     name, description (at least 2 characters each), age or age_min/age_max (whole numbers).
-    SyncError for a bad one."""
+    ApiError for a bad one."""
     age = parsing.integer("age", given.get("age"), minimum=0)
     criteria = SubjectCriteria(
         name=(given.get("name") or "").strip(), description=(given.get("description") or "").strip(),
@@ -262,7 +262,7 @@ def subject_criteria(given) -> SubjectCriteria:
     )
     for name in ("name", "description"):
         if 0 < len(getattr(criteria, name)) < 2:
-            raise SyncError("invalid", f"{name}: at least 2 characters", fields={name: ["too short"]})
+            raise invalid(name, "too_short", "at least 2 characters")
     return criteria
 
 

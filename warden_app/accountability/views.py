@@ -14,8 +14,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.views import ERROR, ProtocolView
+from fieldsync.api_views import ERROR, ProtocolView
+from fieldsync.errors import ApiError, invalid
 
 from .. import permissions
 from ..models import AccessAction, Escalation, PartnerEndpoint
@@ -38,7 +38,7 @@ def _param(name: str, kind=str, description: str = "") -> OpenApiParameter:
 
 
 # 400 (parameters), 403 (not the DPO, or not signed in: session first, so no 401) and 404
-# are added from the views by fieldsync.sync.schema.ErrorResponsesSchema.
+# are added from the views by fieldsync.openapi.ErrorResponsesSchema.
 JUSTIFIED = {"justification": serializers.CharField(help_text="the request's reference or ground")}
 ACCESS_LOG_ENTRY = inline_serializer("AccessLogEntry", {
     "id": serializers.IntegerField(), "at": serializers.DateTimeField(),
@@ -93,7 +93,7 @@ class AnswersSubjectRequests(BasePermission):
 
 def _body(request) -> dict[str, Any]:
     if not hasattr(request.data, "get"):
-        raise SyncError("invalid", "Send a JSON object.")
+        raise ApiError("invalid", "Send a JSON object.")
     return request.data
 
 
@@ -117,10 +117,7 @@ class AccessLogView(ProtocolView):
     def get(self, request):
         q = request.query_params
         actor = log_actor(q["actor"]) if q.get("actor") else None
-        action = q.get("action") or None
-        if action and action not in AccessAction.values:
-            raise SyncError("invalid", f"action: one of {', '.join(AccessAction.values)}",
-                            fields={"action": ["not_in_choices"]})
+        action = parsing.choice("action", q.get("action"), AccessAction.values)
         flt = LogFilter(actor=actor, record_id=parsing.uuid_value("record", q.get("record")), action=action,
                         record_type=q.get("record_type") or None, since=parsing.when("from", q.get("from")),
                         until=parsing.when("to", q.get("to"), end=True))
@@ -213,7 +210,7 @@ class SubjectRestrictView(ProtocolView):
         body = _body(request)
         restricted = body.get("restricted", True)
         if not isinstance(restricted, bool):
-            raise SyncError("invalid", "restricted: true or false", fields={"restricted": ["a boolean"]})
+            raise invalid("restricted", "wrong_type", "true or false")
         changed = record_restrict(user=request.user, record_type=record_type, record_id=record_id,
                                   restricted=restricted, justification=str(body.get("justification") or ""))
         return Response({"id": str(record_id), "processing_restricted": restricted, "changed": changed})
@@ -235,7 +232,7 @@ class SubjectEraseView(ProtocolView):
         body = _body(request)
         fields = body.get("fields")
         if fields is not None and not (isinstance(fields, list) and all(isinstance(f, str) for f in fields)):
-            raise SyncError("invalid", "fields: a list of field names", fields={"fields": ["a list"]})
+            raise invalid("fields", "wrong_type", "a list of field names")
         erased, entry = record_erase(user=request.user, record_type=record_type, record_id=record_id,
                                      justification=str(body.get("justification") or ""), fields=fields)
         return Response({"id": str(record_id), "erased": erased.details(), "access_log_entry": entry.pk})
@@ -255,10 +252,10 @@ class EscalationsView(ProtocolView):
         body = _body(request)
         endpoint = parsing.integer("endpoint", body.get("endpoint"), minimum=0)
         if endpoint is None:
-            raise SyncError("invalid", "endpoint: the id of a partner endpoint", fields={"endpoint": ["required"]})
+            raise invalid("endpoint", "required", "the id of a partner endpoint")
         record_id = parsing.uuid_value("record_id", body.get("record_id"))
         if record_id is None:
-            raise SyncError("invalid", "record_id is required", fields={"record_id": ["required"]})
+            raise invalid("record_id", "required", "record_id is required", summary="record_id is required")
         escalation = record_escalate(user=request.user, record_type=str(body.get("record_type") or ""),
                                      record_id=record_id, endpoint=endpoint, purpose=str(body.get("purpose") or ""))
         return Response(escalation_view(escalation), status=202)
@@ -272,7 +269,7 @@ class EscalationDetailView(ProtocolView):
         escalation = Escalation.objects.select_related("endpoint__organisation").filter(pk=escalation_id).first()
         record = escalation_record(escalation.record_type, escalation.record_id) if escalation else None
         if escalation is None or not can_view_escalation(request.user, escalation, record):
-            raise SyncError("not_found", "No such escalation.", status_code=404)
+            raise ApiError("not_found", "No such escalation.", status_code=404)
         return Response(escalation_view(escalation))
 
 

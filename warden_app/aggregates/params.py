@@ -14,7 +14,7 @@ from typing import Any
 from django.utils import timezone
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, field_error
 
 from ..choices import IncidentType
 from ..models import BoundarySet
@@ -34,10 +34,6 @@ CELL_RANGE_M = (5.0, 1000.0)
 # Work per record is (2h/c)² cells; this keeps one record's share of a request bounded.
 MAX_BANDWIDTH_CELLS = 100
 MAX_GRID_CELLS = 250_000
-
-
-def _problem(code: str, message: str) -> list[dict[str, str]]:
-    return [{"code": code, "message": message}]
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class _Params:
         if not values:
             return None
         if len(values) > 1 and name not in REPEATABLE:
-            self.fields[name] = _problem("repeated", f"Give {name} once.")
+            self.fields[name] = [field_error("repeated", f"Give {name} once.")]
             return None
         return values[0].strip()
 
@@ -79,11 +75,11 @@ class _Params:
         return [part.strip() for value in self.query.getlist(name) for part in value.split(",") if part.strip()]
 
     def fail(self, name: str, code: str, message: str) -> None:
-        self.fields.setdefault(name, []).extend(_problem(code, message))
+        self.fields.setdefault(name, []).append(field_error(code, message))
 
     def raise_if_problems(self) -> None:
         if self.fields:
-            raise SyncError("invalid", "Some parameters are not valid.", fields=self.fields)
+            raise ApiError("invalid", "Some parameters are not valid.", fields=self.fields)
 
     def record_type(self) -> str:
         value = self.one("record_type") or "observation"
@@ -107,12 +103,12 @@ class _Params:
 def partner_query(query: Any) -> PartnerQuery:
     params = _Params(query, PARTNER_PARAMS)
     if params.not_allowed:
-        raise SyncError(
+        raise ApiError(
             "filter_not_allowed",
             "Partner outputs cover whole boundary sets and whole months or quarters only: "
             "name boundary_set, period and optionally record_type, and nothing else.",
             fields={
-                name: _problem("not_allowed", f"{name} is not available to partner viewers.")
+                name: [field_error("not_allowed", f"{name} is not available to partner viewers.")]
                 for name in params.not_allowed
             },
         )
@@ -132,11 +128,11 @@ def partner_query(query: Any) -> PartnerQuery:
     assert period is not None and boundary_set is not None
     available = period.end + timedelta(days=disclosure.settle_days())
     if timezone.now() < available:
-        raise SyncError(
+        raise ApiError(
             "period_not_closed",
             f"{period} is published to partners from {available.date().isoformat()}: only whole periods, "
             "once late records have arrived.",
-            fields={"period": _problem("period_not_closed", f"{period} is not closed yet.")},
+            fields={"period": [field_error("period_not_closed", f"{period} is not closed yet.")]},
         )
     return PartnerQuery(
         boundary_set=boundary_set, family_set_ids=[s.pk for s in family], period=period, record_type=record_type
@@ -166,7 +162,7 @@ def _metres(params: _Params, name: str, default: float, bounds: tuple[float, flo
         return default
     try:
         metres = parsing.number(name, value, minimum=bounds[0], maximum=bounds[1])
-    except SyncError:
+    except ApiError:
         params.fail(name, "out_of_range", f"{name} is a number of metres from {bounds[0]:g} to {bounds[1]:g}.")
         return default
     return default if metres is None else metres

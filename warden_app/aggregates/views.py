@@ -15,7 +15,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 
-from fieldsync.sync.views import ProtocolView
+from fieldsync.api_views import ProtocolView
 
 from . import disclosure, selectors
 from .access import Audience, aggregate_audience

@@ -17,10 +17,9 @@ from django.conf import settings
 from django.contrib.gis.gdal import GDALException
 from django.contrib.gis.geos import GEOSException, GEOSGeometry, MultiPolygon, Polygon
 from django.db.models import Q
-from django.utils.dateparse import parse_date
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, field_error, invalid
 
 from ..choices import Grade, IncidentType, Qualifier, ReviewState
 
@@ -46,10 +45,6 @@ FILTER_PARAMS = frozenset({
 })
 WGS84 = 4326
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-
-
-def _invalid(param: str, message: str) -> SyncError:
-    return SyncError("invalid", f"{param}: {message}", fields={param: [message]})
 
 
 @dataclass(frozen=True)
@@ -146,19 +141,19 @@ def record_filter_parse(record_type: str, params: Mapping[str, Any]) -> RecordFi
     `params` is a QueryDict (repeated keys allowed) or a plain dict from a JSON body.
     """
     if record_type not in RECORD_TYPES:
-        raise SyncError("not_found", f"Unknown record type {record_type!r}.", status_code=404)
+        raise ApiError("not_found", f"Unknown record type {record_type!r}.", status_code=404)
     unknown = sorted(set(params) - FILTER_PARAMS)
     if unknown:
-        raise SyncError("invalid", f"unknown parameter(s): {', '.join(unknown)}",
-                        fields={name: ["unknown parameter"] for name in unknown})
+        raise ApiError("invalid", f"unknown parameter(s): {', '.join(unknown)}",
+                       fields={name: [field_error("unknown_parameter", "unknown parameter")] for name in unknown})
     get = _getter(params)
     for name, types in TYPE_FILTERS.items():
         if get(name) and record_type not in types:
-            raise _invalid(name, f"does not apply to {record_type}")
-    time_from = _datetime("from", get("from"))
-    time_to = _datetime("to", get("to"), end=True)
+            raise invalid(name, "not_applicable", f"does not apply to {record_type}")
+    time_from = parsing.when("from", get("from"))
+    time_to = parsing.when("to", get("to"), end=True)
     if time_from and time_to and time_to <= time_from:
-        raise _invalid("to", "must be after from")
+        raise invalid("to", "out_of_order", "must be after from")
     return RecordFilter(
         record_type=record_type,
         time_from=time_from,
@@ -171,7 +166,7 @@ def record_filter_parse(record_type: str, params: Mapping[str, Any]) -> RecordFi
         area=tuple(_integer("area", v) for v in _split(get("area"))),
         organisation=tuple(_slug("organisation", v) for v in _split(get("organisation"))),
         review_state=_codes("review_state", get("review_state"), ReviewState.values),
-        include_rejected=_boolean("include_rejected", get("include_rejected")),
+        include_rejected=parsing.boolean("include_rejected", get("include_rejected")),
         bbox=bbox_parse(get("bbox"), crs=get("bbox-crs")),
         polygon=polygon_parse(get("polygon")),
     )
@@ -204,9 +199,9 @@ def _codes(name: str, raw: str | None, allowed) -> tuple[str, ...]:
     values = _split(raw)
     for value in values:
         if allowed is not None and value not in allowed:
-            raise _invalid(name, f"unknown code {value!r}")
+            raise invalid(name, "not_in_choices", f"unknown code {value!r}")
         if allowed is None and not (value.replace("_", "").isalnum() and len(value) <= 40):
-            raise _invalid(name, f"not a code: {value!r}")
+            raise invalid(name, "invalid_code", f"not a code: {value!r}")
     return tuple(dict.fromkeys(values))
 
 
@@ -222,26 +217,8 @@ _SLUG = re.compile(r"[A-Za-z0-9_-]{1,60}")
 
 def _slug(name: str, raw: str) -> str:
     if not _SLUG.fullmatch(raw):
-        raise _invalid(name, f"not an id or slug: {raw!r}")
+        raise invalid(name, "invalid_id", f"not an id or slug: {raw!r}")
     return raw
-
-
-def _boolean(name: str, raw: str | None) -> bool:
-    return parsing.boolean(name, raw)
-
-
-def _datetime(name: str, raw: str | None, *, end: bool = False) -> datetime | None:
-    """RFC 3339 date-time, or a date (its start; for an end bound, the next day's start),
-    in UTC; a time without offset is read in the partnership's time zone. One reading of
-    times for every API: fieldsync.parsing.when."""
-    return None if raw is None else parsing.when(name, raw, end=end)
-
-
-def _date_only(raw: str):
-    try:
-        return parse_date(raw) if raw.isascii() else None
-    except ValueError:
-        return None
 
 
 def datetime_interval_parse(raw: str | None) -> tuple[datetime | None, datetime | None]:
@@ -251,17 +228,17 @@ def datetime_interval_parse(raw: str | None) -> tuple[datetime | None, datetime 
     if raw is None or raw == "":
         return None, None
     if "/" not in raw:
-        start = _datetime("datetime", raw)
-        if _date_only(raw) is not None:  # a date: the whole day
-            return start, _datetime("datetime", raw, end=True)
+        start = parsing.when("datetime", raw)
+        if parsing.is_date(raw):  # a date: the whole day
+            return start, parsing.when("datetime", raw, end=True)
         return start, start + timedelta(microseconds=1)
     left, _, right = raw.partition("/")
-    start = None if left in ("", "..") else _datetime("datetime", left)
-    end = None if right in ("", "..") else _datetime("datetime", right, end=True)
-    if end is not None and _date_only(right) is None:
+    start = None if left in ("", "..") else parsing.when("datetime", left)
+    end = None if right in ("", "..") else parsing.when("datetime", right, end=True)
+    if end is not None and not parsing.is_date(right):
         end = end + timedelta(microseconds=1)  # closed interval in OGC: include the end instant
     if start and end and end <= start:
-        raise _invalid("datetime", "the interval ends before it starts")
+        raise invalid("datetime", "out_of_order", "the interval ends before it starts")
     return start, end
 
 
@@ -270,7 +247,7 @@ def bbox_parse(raw: str | None, *, crs: str | None = None) -> tuple[float, float
     if raw is None:
         return None
     if crs not in (None, "", CRS84):
-        raise _invalid("bbox-crs", f"only {CRS84} is supported")
+        raise invalid("bbox-crs", "unsupported_crs", f"only {CRS84} is supported")
     return parsing.bbox("bbox", raw)
 
 
@@ -282,7 +259,7 @@ def polygon_parse(raw: str | None) -> GEOSGeometry | None:
     if raw is None:
         return None
     if len(raw) > settings.ANALYSIS_POLYGON_MAX_CHARS:
-        raise _invalid("polygon", f"longer than {settings.ANALYSIS_POLYGON_MAX_CHARS} characters")
+        raise invalid("polygon", "too_long", f"longer than {settings.ANALYSIS_POLYGON_MAX_CHARS} characters")
     text = raw.strip()
     try:
         if text.startswith("{"):
@@ -290,25 +267,25 @@ def polygon_parse(raw: str | None) -> GEOSGeometry | None:
             if isinstance(data, dict) and data.get("type") == "Feature":
                 data = data.get("geometry") or {}
             if not isinstance(data, dict) or data.get("type") not in ("Polygon", "MultiPolygon"):
-                raise _invalid("polygon", "a GeoJSON Polygon or MultiPolygon")
+                raise invalid("polygon", "invalid_geometry", "a GeoJSON Polygon or MultiPolygon")
             geom = GEOSGeometry(orjson.dumps({"type": data["type"], "coordinates": data.get("coordinates")}).decode())
             geom.srid = WGS84
         else:
             geom = GEOSGeometry(text)
             if geom.srid not in (None, WGS84):
-                raise _invalid("polygon", "coordinates must be WGS84 longitude/latitude (SRID 4326)")
+                raise invalid("polygon", "invalid_geometry", "coordinates must be WGS84 longitude/latitude (SRID 4326)")
             geom.srid = WGS84
     except (ValueError, TypeError, GEOSException, GDALException):
-        raise _invalid("polygon", "not WKT or GeoJSON") from None
+        raise invalid("polygon", "invalid_geometry", "not WKT or GeoJSON") from None
     if not isinstance(geom, Polygon | MultiPolygon):
-        raise _invalid("polygon", "a Polygon or MultiPolygon")
+        raise invalid("polygon", "invalid_geometry", "a Polygon or MultiPolygon")
     if geom.empty:
-        raise _invalid("polygon", "empty")
+        raise invalid("polygon", "invalid_geometry", "empty")
     if geom.num_points > settings.ANALYSIS_POLYGON_MAX_POINTS:
-        raise _invalid("polygon", f"more than {settings.ANALYSIS_POLYGON_MAX_POINTS} points")
+        raise invalid("polygon", "too_large", f"more than {settings.ANALYSIS_POLYGON_MAX_POINTS} points")
     minx, miny, maxx, maxy = geom.extent
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise _invalid("polygon", "coordinates must be longitude/latitude in WGS84")
+        raise invalid("polygon", "invalid_geometry", "coordinates must be longitude/latitude in WGS84")
     if not geom.valid:
-        raise _invalid("polygon", f"not a valid polygon: {geom.valid_reason}")
+        raise invalid("polygon", "invalid_geometry", f"not a valid polygon: {geom.valid_reason}")
     return geom

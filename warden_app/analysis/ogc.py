@@ -21,13 +21,14 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, field_error, invalid
+from fieldsync.responses import json_response
 
 from ..models import Area
 from .filters import CRS84, RecordFilter, datetime_interval_parse, record_filter_parse
 from .renderers import GEOJSON_TYPE, GeoJSONRenderer, OpenAPIRenderer
 from .selectors import records_query
-from .views import AnalysisView, json_response, read_log, read_page
+from .views import AnalysisView, read_log, read_page
 
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 CONFORMANCE = [
@@ -62,7 +63,7 @@ class OgcView(AnalysisView):
         super().initial(request, *args, **kwargs)
         f = request.query_params.get("f")
         if f not in (None, "", "json", "geojson", "application/json", "application/geo+json"):
-            raise SyncError("invalid", "f: only json is offered", fields={"f": ["only json is offered"]})
+            raise invalid("f", "not_in_choices", "only json is offered")
 
 
 def _base(request) -> str:
@@ -133,7 +134,7 @@ class CollectionsView(OgcView):
 
 def _collection_type(collection_id: str) -> str:
     if collection_id not in COLLECTIONS:
-        raise SyncError("not_found", f"No collection {collection_id!r}.", status_code=404)
+        raise ApiError("not_found", f"No collection {collection_id!r}.", status_code=404)
     return COLLECTIONS[collection_id][0]
 
 
@@ -154,8 +155,8 @@ class ItemsView(OgcView):
         params = request.query_params
         unknown = sorted(set(params) - ITEM_PARAMS)
         if unknown:
-            raise SyncError("invalid", f"unknown query parameter(s): {', '.join(unknown)}",
-                            fields={name: ["unknown parameter"] for name in unknown})
+            raise ApiError("invalid", f"unknown query parameter(s): {', '.join(unknown)}",
+                           fields={name: [field_error("unknown_parameter", "unknown parameter")] for name in unknown})
         # OGC: a limit above the server's maximum is served with the maximum, not refused.
         limit = parsing.page_limit(params.get("limit"), default=settings.ANALYSIS_PAGE_DEFAULT,
                                    maximum=settings.ANALYSIS_PAGE_MAX, clamp=True)
@@ -198,7 +199,7 @@ class ItemView(OgcView):
                        extra={"collection": collection_id})
         rows, _ = read_page(query, shape="feature", limit=1, after=None, log=log)
         if not rows:
-            raise SyncError("not_found", "No such feature, or not yours to see.", status_code=404)
+            raise ApiError("not_found", "No such feature, or not yours to see.", status_code=404)
         feature = orjson.loads(rows[0][1])
         href = _base(request) + f"collections/{collection_id}"
         feature["links"] = [_link(f"{href}/items/{record_id}", "self", GEOJSON_TYPE),

@@ -9,13 +9,13 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.views import ERROR, ProtocolView
+from fieldsync.api_views import ERROR, ProtocolView
+from fieldsync.errors import ApiError, field_error
+from fieldsync.responses import json_response
 
 from ..models import ApiToken
 from ..services.api_tokens import api_token_create, api_token_revoke_own, api_tokens_of
 from .auth import ANALYSIS_AUTHENTICATION
-from .views import json_response
 
 TOKEN_FIELDS = {
     "id": serializers.IntegerField(), "name": serializers.CharField(), "prefix": serializers.CharField(),
@@ -45,13 +45,13 @@ class TokensView(TokenView):
                    summary="Make a personal API token (shown once); needs your password or a desk session")
     def post(self, request):
         if isinstance(request.auth, ApiToken):
-            raise SyncError("permission_denied", "A token cannot make tokens: sign in with your password.",
-                            status_code=403)
+            raise ApiError("permission_denied", "A token cannot make tokens: sign in with your password.",
+                           status_code=403)
         data = request.data if isinstance(request.data, dict) else None
         name = (data or {}).get("name", "")
         if data is None or not isinstance(name, str) or len(name) > 120 or "\x00" in name:
-            raise SyncError("invalid", "Send {\"name\": \"what the token is for\"} (at most 120 characters).",
-                            fields={"name": [{"code": "invalid", "message": "a string of at most 120 characters"}]})
+            raise ApiError("invalid", "Send {\"name\": \"what the token is for\"} (at most 120 characters).",
+                           fields={"name": [field_error("invalid", "a string of at most 120 characters")]})
         row, token = api_token_create(user=request.user, name=name)
         listing = next(t for t in api_tokens_of(request.user) if t.id == row.pk)
         return json_response({"token": token, **listing.as_json()}, status=201)

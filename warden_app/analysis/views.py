@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from django.conf import settings
 from django.db import transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
@@ -15,8 +14,9 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.views import ERROR, ProtocolView
+from fieldsync.api_views import ERROR, ProtocolView
+from fieldsync.errors import ApiError, invalid
+from fieldsync.responses import json_response
 
 from ..models import Export
 from ..services.access_log import access_log_records
@@ -52,11 +52,6 @@ class AnalysisView(ProtocolView):
     content_negotiation_class = FirstRendererNegotiation
 
 
-def json_response(data: Any, *, status: int = 200, content_type: str = "application/json",
-                  headers: dict | None = None) -> HttpResponse:
-    return HttpResponse(orjson.dumps(data), status=status, content_type=content_type, headers=headers)
-
-
 def request_params(request) -> dict[str, Any]:
     """Query parameters, and for POST the body's too (JSON object or form): polygons too
     long for a URL are POSTed."""
@@ -65,7 +60,7 @@ def request_params(request) -> dict[str, Any]:
     if request.method == "POST":
         body = request.data
         if not hasattr(body, "items"):
-            raise SyncError("invalid", "Send a JSON object or a form.")
+            raise ApiError("invalid", "Send a JSON object or a form.")
         for key, value in body.items():
             params[key] = value
     return params
@@ -236,8 +231,7 @@ class RecordsView(AnalysisView):
     def read(self, request, record_type: str, params: dict[str, Any]):
         fmt = str(params.get("format") or "json")
         if fmt not in FORMATS:
-            names = ", ".join(FORMATS)
-            raise SyncError("invalid", f"format: one of {names}", fields={"format": [f"one of {names}"]})
+            raise invalid("format", "not_in_choices", ", ".join(FORMATS))
         filters = {k: v for k, v in params.items() if k not in CONTROL}
         flt = record_filter_parse(record_type, filters)
         if fmt == "json":
@@ -276,14 +270,14 @@ class RecordDetailView(AnalysisView):
                    summary="One field record (redacted, logged)")
     def get(self, request, record_type: str, record_id):
         if record_type not in RECORD_TYPES:
-            raise SyncError("not_found", "No such record type.", status_code=404)
+            raise ApiError("not_found", "No such record type.", status_code=404)
         query = records_query(request.user, record_type, RecordFilter(record_type=record_type, include_rejected=True))
         query.base = query.base.filter(pk=record_id)
         log = read_log(request, query, action="consultation", view="api.records.detail")
         geojson = request.query_params.get("format") == "geojson"
         rows, _ = read_page(query, shape="feature" if geojson else "record", limit=1, after=None, log=log)
         if not rows:
-            raise SyncError("not_found", "No such record, or not yours to see.", status_code=404)
+            raise ApiError("not_found", "No such record, or not yours to see.", status_code=404)
         return HttpResponse(rows[0][1].encode(), content_type=GEOJSON_TYPE if geojson else "application/json")
 
 
@@ -305,8 +299,7 @@ class ExportsView(AnalysisView):
         record_type = str(params.pop("type", "") or params.pop("record_type", ""))
         fmt = str(params.pop("format", "") or "geojson")
         if record_type not in RECORD_TYPES:
-            raise SyncError("invalid", f"type: one of {', '.join(RECORD_TYPES)}",
-                            fields={"type": [f"one of {', '.join(RECORD_TYPES)}"]})
+            raise invalid("type", "not_in_choices", f"one of {', '.join(RECORD_TYPES)}")
         filters = {k: v for k, v in params.items() if k not in CONTROL}
         return export_accepted(request, export_request(user=request.user, record_type=record_type, fmt=fmt,
                                                        params=filters))
@@ -327,7 +320,7 @@ class ExportDetailView(AnalysisView):
     def get(self, request, export_id):
         export = Export.objects.filter(pk=export_id, owner=request.user).first()
         if export is None:
-            raise SyncError("not_found", "No such export.", status_code=404)
+            raise ApiError("not_found", "No such export.", status_code=404)
         return json_response(export_view(request, export))
 
 
@@ -344,7 +337,7 @@ class ExportFileView(AnalysisView):
     def get(self, request, export_id):
         export = Export.objects.filter(pk=export_id, owner=request.user).select_related("access_log_entry").first()
         if export is None:
-            raise SyncError("not_found", "No such export.", status_code=404)
+            raise ApiError("not_found", "No such export.", status_code=404)
         handle = export_download(user=request.user, export=export)
         response = FileResponse(
             handle, as_attachment=True, filename=f"{export.record_type}-{export.pk}.{export.format}",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.http import QueryDict
 from django.utils.http import urlencode
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from ..analysis.filters import RECORD_TYPES, TYPE_FILTERS, RecordFilter, record_filter_parse
 
@@ -43,7 +43,7 @@ class WorkspaceQuery:
         return urlencode({**self.params(), **extra})
 
 
-def _problems(exc: SyncError) -> list[str]:
+def _problems(exc: ApiError) -> list[str]:
     return [str(exc.message)[:300]]
 
 
@@ -66,7 +66,7 @@ def workspace_query(query: QueryDict) -> WorkspaceQuery:
         filters.setlist(name, values or [""])
     try:
         flt = record_filter_parse(record_type, filters)
-    except SyncError as exc:
+    except ApiError as exc:
         raise Invalid(_problems(exc)) from exc
     afters = query.getlist("after")
     after = None

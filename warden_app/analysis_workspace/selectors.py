@@ -14,9 +14,9 @@ import orjson
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
-from django.utils.dateparse import parse_datetime
 
-from fieldsync.sync.errors import SyncError
+from fieldsync import parsing
+from fieldsync.errors import ApiError
 
 from .. import choices
 from ..aggregates import disclosure
@@ -58,7 +58,7 @@ HIDDEN_FIELDS = {"area_id", "route"}
 
 def shown_time(text: str | None) -> str:
     """An API time (RFC 3339, UTC) as the partnership reads it: "30 Nov 2026 17:15"."""
-    moment = parse_datetime(text) if text else None
+    moment = parsing.stored_instant(text)
     return date_format(timezone.localtime(moment), "j M Y H:i") if moment else (text or "")
 
 
@@ -216,7 +216,7 @@ def layers_read(user, query: WorkspaceQuery) -> dict[str, Any] | None:
         asked["areas"] = ",".join(code for code, _ in chosen)
     try:
         iq = internal_query(asked, audience=audience, hotspots=True)
-    except SyncError:
+    except ApiError:
         return None
     counts = aggregates.counts_by_area(areas=iq.areas, records=iq.records)
     ids = [row.id for row in iq.areas]

@@ -6,7 +6,7 @@ logs it the same way. Bad input is a 400 page naming the problem; a record the u
 see is the same 404 page as one that does not exist."""
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,10 +14,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_http_methods, require_POST
 
-from fieldsync.sync.errors import SyncError
+from fieldsync import parsing
+from fieldsync.errors import ApiError
 from warden_app import permissions
 from warden_app.analysis.export_files import STREAMED_FORMATS
 from warden_app.analysis.filters import RECORD_TYPES, record_filter_parse
@@ -111,7 +111,7 @@ def exports(request: HttpRequest) -> HttpResponse:
                 if streamed is not None:
                     return streamed
             export_request(user=request.user, record_type=record_type, fmt=fmt, params=params)
-        except SyncError as exc:
+        except ApiError as exc:
             return _invalid(request, [str(exc.message)[:300]], status=exc.status_code)
         large = "&large=1" if fmt in STREAMED else ""
         return redirect(reverse("analysis_workspace:exports") + f"?requested={fmt}{large}")
@@ -159,7 +159,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
         return _connect_page(request, problem=f"A name of at most {TOKEN_NAME_MAX} characters.", status=400)
     try:
         _row, token = api_token_create(user=request.user, name=name)
-    except SyncError as exc:
+    except ApiError as exc:
         return _connect_page(request, problem=str(exc.message), status=exc.status_code)
     # Shown on this answer only: the token is never stored, so it cannot be shown again.
     return _connect_page(request, created_token=token)
@@ -170,20 +170,19 @@ def token_create(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         api_token_revoke_own(user=request.user, token_id=token_id)
-    except SyncError:
+    except ApiError:
         return _page(request, "not_found.html", {}, status=404)
     return redirect("analysis_workspace:connect")
 
 
 def _day(raw: str, *, end: bool) -> datetime | None:
+    """A day typed in the form (YYYY-MM-DD): its start in the partnership's zone, with `end`
+    the next day's (fieldsync.parsing.instant); None when it is not one: the form says so."""
     try:
-        day = parse_date(raw.strip()) if raw and raw.isascii() else None
-    except ValueError:
-        day = None
-    if day is None:
+        day = parsing.day("day", raw)
+        return parsing.instant(day.isoformat(), end=end) if day else None
+    except (ApiError, parsing.BadInstant):
         return None
-    moment = datetime.combine(day, time.min) + (timezone.timedelta(days=1) if end else timezone.timedelta())
-    return timezone.make_aware(moment)
 
 
 @door_required(DOOR)

@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from fieldsync import parsing
 from warden_app.accountability.chain import CONTENT_FIELDS, GENESIS, link_hash
 from warden_app.models import AccessLogEntry
 
@@ -105,7 +105,7 @@ def _status(row: dict, link_problem: str, verification: dict[str, Any] | None) -
 
 def _when(verification: dict[str, Any] | None) -> str:
     finished = verification and verification.get("finished_at")
-    at: datetime | None = parse_datetime(finished) if finished else None
+    at: datetime | None = parsing.stored_instant(finished)
     if at is None:
         return "(never run)"
     return timezone.localtime(at).strftime("%d %b %Y %H:%M")

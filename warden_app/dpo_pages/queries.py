@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.http import QueryDict
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import invalid
 from warden_app.accountability.selectors import RECORD_MODELS, LogFilter, log_actor
 from warden_app.models import AccessAction
 
@@ -29,10 +29,10 @@ def text(name: str, raw, *, max_chars: int = MAX_FILTER_CHARS, multiline: bool =
     character (newlines and tabs allowed in `multiline` text)."""
     value = (raw or "").strip()
     if len(value) > max_chars:
-        raise parsing.problem(name, "too_long", f"at most {max_chars} characters")
+        raise invalid(name, "too_long", f"at most {max_chars} characters")
     checked = value.replace("\r", "").replace("\n", "").replace("\t", "") if multiline else value
     if parsing.has_control(checked):
-        raise parsing.problem(name, "invalid_character", "contains a control character")
+        raise invalid(name, "invalid_character", "contains a control character")
     return value
 
 
@@ -57,7 +57,7 @@ def log_query(q: QueryDict) -> LogQuery:
     since = parsing.when("from", form["from"])
     until = parsing.when("to", form["to"], end=True)
     if since and until and since >= until:
-        raise SyncError("invalid", "from: must come before to", fields={"from": ["after to"]})
+        raise invalid("from", "out_of_order", "must come before to")
     flt = LogFilter(actor=actor, record_id=parsing.uuid_value("record", form["record"]), action=action,
                     record_type=record_type, since=since, until=until, purpose_contains=form["purpose"] or None)
     before = parsing.integer("before", text("before", q.get("before")), minimum=1)

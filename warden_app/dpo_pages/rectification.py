@@ -13,6 +13,7 @@ from typing import Any
 from django.http import QueryDict
 
 from fieldsync import parsing
+from fieldsync.errors import invalid
 
 from .queries import text
 
@@ -36,7 +37,7 @@ def person_rows(persons: list) -> list[dict[str, Any]]:
 
 
 def rectify_changes(post: QueryDict) -> dict[str, Any]:
-    """`changes` for record_rectify from the form; SyncError (400) for a bad value."""
+    """`changes` for record_rectify from the form; ApiError (400) for a bad value."""
     changes: dict[str, Any] = {}
     if "description" in post:
         changes["description"] = text("description", post.get("description"), max_chars=4000, multiline=True)
@@ -66,7 +67,7 @@ def _original(n: int, raw: str | None) -> dict:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise parsing.problem(f"person-{n}-original", "invalid", "the form was altered: reload the record")
+        raise invalid(f"person-{n}-original", "invalid", "the form was altered: reload the record")
     return value
 
 

@@ -26,12 +26,11 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from fieldsync import parsing
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, invalid
 from warden_app import permissions
 from warden_app.accountability.selectors import LogFilter, access_log_page, subject_criteria
 from warden_app.accountability.services.access_log import access_log_consulted
@@ -59,13 +58,13 @@ ERASABLE = sorted(permissions.PERSONAL_FIELDS["observation"])
 
 
 def refusals(view):
-    """A request the selectors or services refuse (SyncError) is answered with a page
+    """A request the selectors or services refuse (ApiError) is answered with a page
     saying why, with the error's status (400 for bad input, 404 for no such record)."""
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except SyncError as exc:
+        except ApiError as exc:
             return render(request, "dpo_pages/refused.html", {
                 "door_key": "dpo", "error": exc, "fields": _field_problems(exc.fields),
                 "back": request.META.get("HTTP_REFERER", "") if _same_site(request) else "",
@@ -111,7 +110,7 @@ def _ago(when: datetime | None) -> str:
 
 
 def _at(value) -> datetime | None:
-    return parse_datetime(value) if isinstance(value, str) else None
+    return parsing.stored_instant(value)
 
 
 @door_required("dpo")
@@ -145,11 +144,11 @@ def log(request: HttpRequest) -> HttpResponse:
 def entry(request: HttpRequest, entry_id: int) -> HttpResponse:
     """One entry in full, through the same selector as the list (one row of it)."""
     if entry_id > parsing.INT_MAX - 1:
-        raise SyncError("not_found", "No such entry.", status_code=404)
+        raise ApiError("not_found", "No such entry.", status_code=404)
     with transaction.atomic():
         rows, _more = access_log_page(LogFilter(), limit=1, before=entry_id + 1)
         if not rows or rows[0]["id"] != entry_id:
-            raise SyncError("not_found", "No such entry.", status_code=404)
+            raise ApiError("not_found", "No such entry.", status_code=404)
         access_log_consulted(user=request.user, entry_ids=[entry_id], query={"entry": entry_id},
                              via="dpo_pages.access_log_entry")
     verification, _running, unavailable = _verification()
@@ -251,7 +250,7 @@ def subjects_export(request: HttpRequest) -> HttpResponse:
             break
         after = records[-1]["id"]
     else:
-        raise SyncError("invalid", f"More than {len(found)} records match: narrow the search before exporting.")
+        raise ApiError("invalid", f"More than {len(found)} records match: narrow the search before exporting.")
     now = timezone.now()
     body = {
         "schema": "fieldsync.subject_access/1", "generated_at": now.isoformat(),
@@ -287,8 +286,8 @@ def _confirmed(post: QueryDict) -> str:
     """The stated reason (the service requires it) and the ticked confirmation."""
     justification = text("justification", post.get("justification"), max_chars=MAX_REASON_CHARS)
     if post.get("confirm") != "yes":
-        raise SyncError("invalid", "Tick the box to confirm: nothing was changed.",
-                        fields={"confirm": ["not confirmed"]})
+        raise invalid("confirm", "required", "not confirmed",
+                      summary="Tick the box to confirm: nothing was changed.")
     return justification
 
 
@@ -337,7 +336,7 @@ def restrict(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     justification = _confirmed(request.POST)
     raw = text("restricted", request.POST.get("restricted"))
     if not raw:
-        raise parsing.problem("restricted", "required", "restrict or lift")
+        raise invalid("restricted", "required", "restrict or lift")
     restricted = parsing.boolean("restricted", raw)
     mark = _log_mark()
     changed = record_restrict(user=request.user, record_type=record_type, record_id=record_id,
@@ -361,11 +360,11 @@ def erase(request: HttpRequest, record_type: str, record_id) -> HttpResponse:
     justification = _confirmed(request.POST)
     fields = request.POST.getlist("fields")
     if not fields:
-        raise SyncError("invalid", "Choose at least one field to erase.", fields={"fields": ["none chosen"]})
+        raise invalid("fields", "required", "none chosen", summary="Choose at least one field to erase.")
     unknown = sorted(set(fields) - set(ERASABLE))
     if unknown:
-        raise SyncError("invalid", f"These are not personal fields of the record: {', '.join(unknown)[:200]}",
-                        fields={"fields": ["not erasable"]})
+        raise invalid("fields", "not_in_choices", "not erasable",
+                      summary=f"These are not personal fields of the record: {', '.join(unknown)[:200]}")
     erased, logged = record_erase(user=request.user, record_type=record_type, record_id=record_id,
                                       justification=justification, fields=fields)
     details = erased.details()

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from django.http import QueryDict
 from django.utils import timezone
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from ..aggregates import disclosure
 from ..aggregates.disclosure import Period
@@ -173,7 +173,7 @@ def choice_from(query: QueryDict, *, now: datetime) -> Choice:
         asked = QueryDict(mutable=True)
         asked.update({"boundary_set": slug, "period": period_text, "record_type": record_type})
         partner = partner_query(asked)
-    except SyncError as exc:
+    except ApiError as exc:
         raise Refused([str(exc.detail)]) from exc
     return Choice(
         query=partner,

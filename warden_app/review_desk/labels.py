@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import TextChoices
 
-from fieldsync.sync.models import Conflict
+from fieldsync.sync.api import Conflict
 
 from ..choices import ActionTaken, FixSource, Grade, IncidentType, IssueType, Qualifier, ReviewState
 

@@ -20,9 +20,16 @@ from django.db.models import CharField, Count, F, FloatField, Func, Q, QuerySet,
 from django.urls import reverse
 from django.utils import timezone
 
-from fieldsync.sync import registry
-from fieldsync.sync.models import Attachment, Conflict, Device, QuarantinedMutation, RecordVersion
-from fieldsync.sync.selectors import devices_visible_to, missing_attachments
+from fieldsync.sync.api import (
+    Attachment,
+    Conflict,
+    Device,
+    QuarantinedMutation,
+    RecordVersion,
+    devices_visible_to,
+    missing_attachments,
+    registered_type,
+)
 
 from .. import permissions
 from ..choices import ActionTaken, FixSource, Grade, IncidentType, IssueType, Qualifier, ReviewState
@@ -268,7 +275,7 @@ def record_in_scope(user, record_type: str, record_id) -> Any | None:
 
 
 def _all_fields(record_type: str) -> frozenset[str]:
-    rtype = registry.get(record_type)
+    rtype = registered_type(record_type)
     return frozenset(rtype.field_map) if rtype else frozenset()
 
 
@@ -602,7 +609,7 @@ def _quarantine_places(candidates: list[tuple]) -> dict[int, int | None]:
         else:
             places[pk] = None
     if to_locate:
-        located = registry.get("observation").policy.locate([point for _, point in to_locate])
+        located = registered_type("observation").policy.locate([point for _, point in to_locate])
         places.update({pk: area for (pk, _), area in zip(to_locate, located, strict=True)})
     return places
 
@@ -613,7 +620,7 @@ def _personal_in_payload(item: QuarantinedMutation) -> frozenset[str]:
     data = item.payload.get("data") if isinstance(item.payload, dict) else None
     if not isinstance(data, dict):
         return frozenset()
-    personal = permissions.PERSONAL_FIELDS.get(item.record_type, ALL_PERSONAL if not registry.get(item.record_type)
+    personal = permissions.PERSONAL_FIELDS.get(item.record_type, ALL_PERSONAL if not registered_type(item.record_type)
                                                else frozenset())
     return frozenset(name for name in personal if data.get(name) not in (None, "", [], {}))
 
@@ -746,7 +753,7 @@ def team_devices(user) -> list[DeviceRow]:
         by_type.setdefault(photo["type"], set()).add(photo["id"])
     record_device: dict[tuple[str, str], Any] = {}
     for type_name, record_ids in by_type.items():
-        rtype = registry.get(type_name)
+        rtype = registered_type(type_name)
         for pk, device_id in rtype.model.objects.filter(pk__in=record_ids).values_list("pk", "device_id"):
             record_device[(type_name, str(pk))] = device_id
     missing_by_device = Counter(record_device.get((p["type"], p["id"])) for p in missing)

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from fieldsync.errors import ApiError
 from fieldsync.login_guard import GuardedLoginView
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.services.devices import device_revoke
+from fieldsync.sync.api import device_revoke
 
 from ..basemaps.config import map_config
 from ..choices import ReviewState
@@ -67,7 +67,7 @@ def supervisor_required(view):
     return never_cache(wrapped)
 
 
-def _service_refused(request: HttpRequest, error: SyncError) -> None:
+def _service_refused(request: HttpRequest, error: ApiError) -> None:
     """Turn a service's refusal into the HTTP answer a page gives: 404 and 403 as such;
     anything else is shown on the page it came from."""
     if error.status_code == 404:
@@ -149,7 +149,7 @@ def record_decide(request: HttpRequest, record_type: str, record_id) -> HttpResp
             decision=form.cleaned_data["decision"], note=form.cleaned_data["note"],
             expected_version=form.cleaned_data.get("version"),
         )
-    except SyncError as error:
+    except ApiError as error:
         _service_refused(request, error)
         return _record_response(request, record_type, record_id, status=error.status_code, refused=error.message,
                                 queue_query=queue_query)
@@ -223,7 +223,7 @@ def conflict_detail(request: HttpRequest, conflict_id) -> HttpResponse:
             try:
                 conflict_resolve(user=request.user, conflict_id=conflict.pk, choices=form.choices(),
                                  note=form.cleaned_data["note"])
-            except SyncError as error:
+            except ApiError as error:
                 _service_refused(request, error)
                 form.add_error(None, error.message)
                 status = error.status_code
@@ -265,7 +265,7 @@ def quarantine_detail(request: HttpRequest, item_id: int) -> HttpResponse:
         elif form.is_valid():
             try:
                 quarantine_resolve(user=request.user, item_id=item.pk, note=form.cleaned_data["note"])
-            except SyncError as error:
+            except ApiError as error:
                 _service_refused(request, error)
                 form.add_error(None, error.message)
                 status = error.status_code
@@ -297,7 +297,7 @@ def device_revoke_view(request: HttpRequest, device_id) -> HttpResponse:
         raise Http404("No such device in your teams.")
     try:
         device = device_revoke(device=device, by=request.user)
-    except SyncError as error:
+    except ApiError as error:
         _service_refused(request, error)
         messages.error(request, error.message)
         return redirect("review_desk:devices")
@@ -345,7 +345,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         row = api_token_revoke_own(user=request.user, token_id=token_id)
-    except SyncError as error:
+    except ApiError as error:
         _service_refused(request, error)
         raise
     messages.success(request, f"The token {row.prefix}… ({row.name or 'unnamed'}) is revoked.")

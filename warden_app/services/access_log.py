@@ -7,7 +7,7 @@ import orjson
 from django.db import connection
 from django.db.models import QuerySet
 
-from fieldsync.sync import db as sync_db
+from fieldsync import db
 
 from ..models import AccessLogEntry
 
@@ -45,11 +45,11 @@ def access_log_synced(
     """`access_log_records` for the sync engine's hooks: a push or a pull page names up to a
     thousand records, and the ORM would convert and quote each id in Python first. Runs on
     the engine's cursor (the primary, in the push's or pull's transaction); returns the id."""
-    with sync_db.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {AccessLogEntry._meta.db_table} ({_COLUMNS}) "
             "VALUES (now(), %s, %s, %s, %s::uuid[], %s, '', %s, '{}') RETURNING id",
-            [getattr(user, "pk", None), action, record_type, sync_db.uuid_array(record_ids), device_id, purpose],
+            [getattr(user, "pk", None), action, record_type, db.uuid_array(record_ids), device_id, purpose],
         )
         return cursor.fetchone()[0]
 

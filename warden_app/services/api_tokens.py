@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError
 
 from .. import permissions
 from ..models import ApiToken, User
@@ -53,7 +53,7 @@ def _password_unchanged(row: ApiToken, user: User) -> bool:
 def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """A new token for `user`: the row, and the token itself (never stored)."""
     if not user.is_active:
-        raise SyncError("permission_denied", "A deactivated user cannot have API tokens.", status_code=403)
+        raise ApiError("permission_denied", "A deactivated user cannot have API tokens.", status_code=403)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = timezone.now()
     row = ApiToken.objects.create(
@@ -74,7 +74,7 @@ def api_token_revoke_own(*, user: User, token_id: int) -> ApiToken:
     token ids are not for finding out who has tokens."""
     row = ApiToken.objects.filter(pk=token_id, user=user).first()
     if row is None:
-        raise SyncError("not_found", "You have no such API token.", status_code=404)
+        raise ApiError("not_found", "You have no such API token.", status_code=404)
     api_token_revoke(token=row)
     row.refresh_from_db()
     log.info("api token %s revoked by its owner %s", row.pk, user.pk)

@@ -6,7 +6,7 @@ partner maps have something to show; some of Leigh's reviewed by its supervisor.
 describes a real person: descriptions are generic and persons are described, never named.
 
 Everything goes through the project's own paths, as a handheld and a supervisor would: each
-author's demo handheld pushes its records (fieldsync.sync.push.push_apply: versions, the change
+author's demo handheld pushes its records (fieldsync.sync.api.push_apply: versions, the change
 feed, area placement), and reviews go through services.review.review_decide (review rows, the
 access log). Deterministic: one seeded RNG and record ids derived from the record's number, so
 a re-run finds its records and adds only what is missing (N larger than before adds the rest).
@@ -21,9 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from django.contrib.gis.geos import Point
 
-from fieldsync.sync.models import Device
-from fieldsync.sync.push import push_apply
-from fieldsync.sync.services.devices import device_enrol
+from fieldsync.sync.api import Device, device_enrol, push_apply
 
 from ..choices import GRADED_ISSUE_TYPES, ActionTaken, IncidentType, IssueType, Qualifier, ReviewState
 from ..models import Observation, Review, StreetAudit

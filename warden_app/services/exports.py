@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, invalid
 
 from .. import permissions
 from ..models import Export, User
@@ -31,13 +31,13 @@ def export_request(*, user: User, record_type: str, fmt: str, params: dict) -> E
     from ..tasks import export_build_task
 
     if fmt not in Export.Format.values:
-        raise SyncError("invalid", f"format: one of {FORMAT_NAMES}", fields={"format": [f"one of {FORMAT_NAMES}"]})
+        raise invalid("format", "not_in_choices", FORMAT_NAMES)
     flt = record_filter_parse(record_type, params)
     # Said now rather than after the worker has read a million rows.
     if fmt == Export.Format.XLSX and permissions.can_read_records(user) and \
             records_query(user, record_type, flt).count_up_to(XLSX_MAX_RECORDS + 1) > XLSX_MAX_RECORDS:
-        raise SyncError("invalid", f"An Excel sheet holds at most {XLSX_MAX_RECORDS:,} records: narrow the "
-                            "filter, or choose CSV or GeoPackage.", fields={"format": ["too many records for XLSX"]})
+        raise invalid("format", "too_many_records", f"An Excel sheet holds at most {XLSX_MAX_RECORDS:,} "
+                      "records: narrow the filter, or choose CSV or GeoPackage.")
     with transaction.atomic():
         export = Export.objects.create(owner=user, record_type=record_type, format=fmt, query=flt.as_params())
     try:
@@ -47,8 +47,8 @@ def export_request(*, user: User, record_type: str, fmt: str, params: dict) -> E
         Export.objects.filter(pk=export.pk).update(
             status=Export.Status.FAILED, error="the export queue is unavailable", finished_at=timezone.now()
         )
-        raise SyncError("busy", "Exports cannot be queued just now; try again shortly.", status_code=503,
-                        headers={"Retry-After": "30"}) from exc
+        raise ApiError("busy", "Exports cannot be queued just now; try again shortly.", status_code=503,
+                       headers={"Retry-After": "30"}) from exc
     return export
 
 
@@ -115,13 +115,13 @@ def export_download(*, user: User, export: Export):
     disclosure naming the same records as the building did (in one transaction, before
     the file is returned)."""
     if export.owner_id != user.pk:
-        raise SyncError("not_found", "No such export.", status_code=404)
+        raise ApiError("not_found", "No such export.", status_code=404)
     if export.status == Export.Status.EXPIRED:
-        raise SyncError("gone", "The export file has been deleted; request it again.", status_code=410)
+        raise ApiError("gone", "The export file has been deleted; request it again.", status_code=410)
     if export.status != Export.Status.READY:
-        raise SyncError("not_ready", f"The export is {export.status}.", status_code=409)
+        raise ApiError("not_ready", f"The export is {export.status}.", status_code=409)
     if not permissions.can_read_records(user):
-        raise SyncError("permission_denied", "You may no longer read records.", status_code=403)
+        raise ApiError("permission_denied", "You may no longer read records.", status_code=403)
     with transaction.atomic():
         if export.access_log_entry_id is not None:
             access_log_repeat(

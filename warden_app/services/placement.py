@@ -8,12 +8,9 @@ evict and those following the new one receive it.
 from __future__ import annotations
 
 from django.db import transaction
-from django.utils import timezone
 
-from fieldsync.sync import db, registry
-from fieldsync.sync.feed import feed_touch
-from fieldsync.sync.rows import load_rows
-from fieldsync.sync.services.records import versions_record
+from fieldsync import db
+from fieldsync.sync.api import records_server_update, registered_type
 
 from .access_log import access_log_records
 
@@ -34,37 +31,19 @@ def area_delete(*, area, by=None) -> int:
     with transaction.atomic():
         held = {}
         for type_name in PLACED_TYPES:
-            rtype = registry.get(type_name)
+            rtype = registered_type(type_name)
             held[type_name] = list(rtype.model.objects.filter(area_id=area_id).values_list("id", flat=True))
         area.delete()  # records' area_id becomes NULL (on_delete=SET_NULL)
-        now = timezone.now()
         for type_name, ids in held.items():
             if not ids:
                 continue
-            rtype = registry.get(type_name)
-            rows = load_rows(rtype, ids, lock=True)
-            feed = []
-            for record_id, row in rows.items():
-                feed += [(type_name, record_id, key) for key in {f"a:{area_id}", *rtype.policy.scope_keys(row)}]
-            _bump(rtype, list(rows.values()), by=by, at=now)
-            feed_touch(feed, at=now)
+            # The area is gone from the rows already, so its scope key is named here: the
+            # handhelds that followed it are the ones to tell.
+            records_server_update(type_name=type_name, updates={record_id: {} for record_id in ids},
+                                  changed=["area"], user=by, also_notify=[f"a:{area_id}"])
             access_log_records(user=by, action="alteration", record_type=type_name, record_ids=ids,
                                details={"reason": "area deleted", "area": area_id})
     return records_replace(by=by) + sum(len(ids) for ids in held.values())
-
-
-def _bump(rtype, rows: list[dict], *, by, at) -> None:
-    """A new version for each row whose server-derived area changed."""
-    if not rows:
-        return
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {rtype.table} SET version = version + 1, updated_at = %s WHERE id = ANY(%s::uuid[])",
-            [at, [row["id"] for row in rows]],
-        )
-    for row in rows:
-        row["version"] += 1
-    versions_record(rtype=rtype, rows=rows, changed=["area"], user=by, at=at)
 
 
 def records_replace(*, by=None, batch: int = 2000) -> int:
@@ -80,34 +59,18 @@ def records_replace(*, by=None, batch: int = 2000) -> int:
 
 
 def _replace_batch(*, by, batch: int) -> int:
-    now = timezone.now()
     total = 0
     for type_name in PLACED_TYPES:
-        rtype = registry.get(type_name)
+        rtype = registered_type(type_name)
         with db.cursor() as cursor:
             cursor.execute(_MISPLACED_SQL.format(table=rtype.table), [batch])
             found = cursor.fetchall()
         if not found:
             continue
         ids = [record_id for record_id, _, _ in found]
-        rows = load_rows(rtype, ids)
-        feed = []
-        for record_id, _old_area, new_area in found:
-            row = rows[record_id]
-            old_keys = set(rtype.policy.scope_keys(row))
-            row["area_id"] = new_area
-            row["version"] += 1
-            row["updated_at"] = now
-            keys = old_keys | set(rtype.policy.scope_keys(row))
-            feed += [(type_name, record_id, key) for key in keys]
-        with db.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {rtype.table} AS t SET area_id = v.area, version = t.version + 1, updated_at = %s "
-                "FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, area) WHERE t.id = v.id",
-                [now, ids, [new_area for _, _, new_area in found]],
-            )
-        versions_record(rtype=rtype, rows=list(rows.values()), changed=["area"], user=by, at=now)
-        feed_touch(feed, at=now)
+        records_server_update(type_name=type_name, updates={record_id: {"area_id": new_area}
+                                                            for record_id, _old_area, new_area in found},
+                              changed=["area"], user=by)
         access_log_records(user=by, action="alteration", record_type=type_name, record_ids=ids,
                            details={"reason": "area boundaries changed"})
         total += len(found)

@@ -10,9 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.models import Conflict, QuarantinedMutation
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.errors import ApiError, field_error, invalid
+from fieldsync.sync.api import Conflict, QuarantinedMutation, record_load, record_server_update
 
 from .. import permissions
 from ..choices import ReviewState
@@ -39,24 +38,25 @@ def review_decide(*, reviewer, record_type: str, record_id, decision: str, note:
     comment on a submitted record. With `expected_version` (the version the reviewer
     read), a record changed since is refused, so nobody approves what they have not seen."""
     if record_type not in REVIEWABLE:
-        raise SyncError("invalid", "Only observations and street audits are reviewed.")
+        raise ApiError("invalid", "Only observations and street audits are reviewed.")
     if decision not in DECISIONS:
-        raise SyncError("invalid", f"Unknown decision {decision!r}.", fields={"decision": [{"code": "not_in_choices"}]})
+        raise invalid("decision", "not_in_choices", f"one of {', '.join(sorted(DECISIONS))}",
+                      summary=f"Unknown decision {decision!r}.")
     note = (note or "").strip()
     if decision in (ReviewState.HAS_ISSUES.value, ReviewState.REJECTED.value) and not note:
-        raise SyncError("invalid", "Say what the issue is.", fields={"note": [{"code": "required"}]})
+        raise invalid("note", "required", "say what the issue is", summary="Say what the issue is.")
     with transaction.atomic():
         row = record_load(type_name=record_type, record_id=record_id, lock=True)
         if row is None or row.get("deleted_at"):
-            raise SyncError("not_found", "No such record.", status_code=404)
+            raise ApiError("not_found", "No such record.", status_code=404)
         if not permissions.can_review_record(reviewer, _Row(row)):
-            raise SyncError("permission_denied", "You may not review this record.", status_code=403)
+            raise ApiError("permission_denied", "You may not review this record.", status_code=403)
         if expected_version is not None and row["version"] != expected_version:
-            raise SyncError("version_changed", f"The record changed since version {expected_version}; "
-                            "read it again before deciding.", status_code=409)
+            raise ApiError("version_changed", f"The record changed since version {expected_version}; "
+                           "read it again before deciding.", status_code=409)
         if decision != "comment" and row["review_state"] not in OPEN_STATES:
-            raise SyncError("invalid_state", f"A record that is {row['review_state']} takes comments only.",
-                            status_code=409)
+            raise ApiError("invalid_state", f"A record that is {row['review_state']} takes comments only.",
+                           status_code=409)
         changed = record_server_update(
             type_name=record_type, record_id=record_id, user=reviewer,
             server_columns={} if decision == "comment" else {"review_state": decision},
@@ -77,19 +77,20 @@ def conflict_resolve(*, user, conflict_id, choices: dict[str, str], note: str = 
     with transaction.atomic():
         conflict = Conflict.objects.select_for_update().filter(pk=conflict_id).first()
         if conflict is None:
-            raise SyncError("not_found", "No such conflict.", status_code=404)
+            raise ApiError("not_found", "No such conflict.", status_code=404)
         row = record_load(type_name=conflict.record_type, record_id=conflict.record_id, lock=True)
         if row is None:
-            raise SyncError("not_found", "The record no longer exists.", status_code=404)
+            raise ApiError("not_found", "The record no longer exists.", status_code=404)
         if not (permissions.can_review_record(user, _Row(row)) or permissions.can_manage(user)):
-            raise SyncError("permission_denied", "You may not resolve this conflict.", status_code=403)
+            raise ApiError("permission_denied", "You may not resolve this conflict.", status_code=403)
         if conflict.resolved_at is not None:
-            raise SyncError("already_resolved", "This conflict is already resolved.", status_code=409)
+            raise ApiError("already_resolved", "This conflict is already resolved.", status_code=409)
         unknown = set(choices) - set(conflict.fields)
         bad = {k: v for k, v in choices.items() if v not in ("device", "server")}
         if unknown or bad:
-            raise SyncError("invalid", "Choose device or server for fields of this conflict.",
-                            fields={k: [{"code": "invalid_choice"}] for k in unknown | set(bad)})
+            raise ApiError("invalid", "Choose device or server for fields of this conflict.",
+                           fields={k: [field_error("not_in_choices", "device or server, for a field of this conflict")]
+                                   for k in unknown | set(bad)})
         taken: dict[str, Any] = {
             name: conflict.fields[name]["device"] for name, side in choices.items()
             if side == "device" and name != "_deleted"
@@ -116,11 +117,11 @@ def quarantine_resolve(*, user, item_id: int, note: str) -> QuarantinedMutation:
     with transaction.atomic():
         item = QuarantinedMutation.objects.select_for_update().select_related("user").filter(pk=item_id).first()
         if item is None:
-            raise SyncError("not_found", "No such quarantined mutation.", status_code=404)
+            raise ApiError("not_found", "No such quarantined mutation.", status_code=404)
         if not (item.user_id in permissions.supervised_user_ids(user) or permissions.can_manage(user)):
-            raise SyncError("permission_denied", "You may not resolve this item.", status_code=403)
+            raise ApiError("permission_denied", "You may not resolve this item.", status_code=403)
         if not note.strip():
-            raise SyncError("invalid", "Say how it was resolved.", fields={"note": [{"code": "required"}]})
+            raise invalid("note", "required", "say how it was resolved", summary="Say how it was resolved.")
         item.resolved_at = timezone.now()
         item.resolved_by = user
         item.resolution_note = note.strip()

@@ -7,8 +7,9 @@ from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 
+from fieldsync.errors import ApiError
+
 from .. import registry
-from ..errors import SyncError
 from ..models import Device
 from ..tokens import token_hash, token_new
 
@@ -23,10 +24,10 @@ def device_enrol(*, username: str, password: str, label: str, platform: str, req
     """Check credentials and role, then create the device and its token in one transaction."""
     user = authenticate(request, username=username, password=password)
     if user is None:
-        raise SyncError("invalid_credentials", "Unknown user or wrong password.", status_code=401)
+        raise ApiError("invalid_credentials", "Unknown user or wrong password.", status_code=401)
     policy = registry.device_policy()
     if not policy.can_enrol(user):
-        raise SyncError(
+        raise ApiError(
             "enrol_forbidden", "Only field staff and supervisors may enrol a handheld.", status_code=403
         )
     token = token_new()
@@ -42,7 +43,7 @@ def device_revoke(*, device: Device, by) -> Device:
     """Revoke a device: every later call from it answers `device_revoked` with a wipe."""
     policy = registry.device_policy()
     if not policy.can_revoke(by, device):
-        raise SyncError("permission_denied", "You may not revoke this device.", status_code=403)
+        raise ApiError("permission_denied", "You may not revoke this device.", status_code=403)
     with transaction.atomic():
         locked = Device.objects.select_for_update().get(pk=device.pk)
         if locked.revoked_at is None:

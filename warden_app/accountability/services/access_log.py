@@ -8,7 +8,7 @@ from datetime import UTC
 from django.conf import settings
 from django.db import connection, transaction
 
-from fieldsync.sync.pull import committed_horizon
+from fieldsync.sync.api import committed_horizon
 
 from ...models import AccessAction, AccessLogEntry, AccessLogSeal
 from ...services.access_log import access_log_records
@@ -40,7 +40,7 @@ def access_log_seal(*, batch: int | None = None) -> Sealed:
     Logging never waits for this: rows are inserted unsealed, and the seal is a later
     UPDATE of their three chain columns (the trigger allows that and nothing else, and
     they are all the application's role may UPDATE). The
-    horizon is the sync pull's (fieldsync.sync.pull.committed_horizon): the oldest transaction
+    horizon is the sync pull's (fieldsync.sync.api.committed_horizon): the oldest transaction
     still running in this database. Every row below it is committed (or rolled back, and
     so invisible), and no row can later appear with a smaller xid, so chaining in
     (xid, id) order never has to put a row in front of one already sealed. A transaction

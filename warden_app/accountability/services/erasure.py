@@ -17,10 +17,18 @@ from typing import Any
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from fieldsync.sync import registry
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.models import Attachment, Conflict, QuarantinedMutation, Receipt, RecordVersion
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.errors import ApiError, invalid
+from fieldsync.sync.api import (
+    Attachment,
+    Conflict,
+    QuarantinedMutation,
+    Receipt,
+    RecordVersion,
+    record_load,
+    record_server_update,
+    registered_type,
+    registered_types,
+)
 
 from ... import permissions
 from ...models import AccessLogEntry, Export
@@ -62,7 +70,7 @@ class Erased:
 
 def blank_values(record_type: str, fields: Iterable[str]) -> dict[str, Any]:
     """The value each personal field takes once erased: empty text or an empty list."""
-    specs = registry.get(record_type).field_map
+    specs = registered_type(record_type).field_map
     return {
         name: [] if specs[name].kind in ("json_list", "text_list", "photos") else ""
         for name in fields
@@ -72,12 +80,12 @@ def blank_values(record_type: str, fields: Iterable[str]) -> dict[str, Any]:
 def erasable_fields(record_type: str, fields: Iterable[str] | None = None) -> list[str]:
     personal = permissions.PERSONAL_FIELDS.get(record_type, frozenset())
     if not personal:
-        raise SyncError("invalid", f"{record_type} records hold no personal fields.")
+        raise ApiError("invalid", f"{record_type} records hold no personal fields.")
     chosen = set(personal if fields is None else fields)
     unknown = chosen - personal
     if unknown or not chosen:
-        raise SyncError("invalid", f"Personal fields of {record_type}: {', '.join(sorted(personal))}.",
-                        fields={"fields": [{"code": "not_in_choices"}]})
+        raise invalid("fields", "not_in_choices", f"personal fields of {record_type}: {', '.join(sorted(personal))}",
+                      summary=f"Personal fields of {record_type}: {', '.join(sorted(personal))}.")
     return sorted(chosen)
 
 
@@ -95,7 +103,7 @@ def personal_data_erase(*, record_type: str, record_ids: list, user, fields: Ite
     for record_id in ids:
         row = record_load(type_name=record_type, record_id=record_id, lock=True)
         if row is None:
-            raise SyncError("not_found", f"No {record_type} {record_id}.", status_code=404)
+            raise ApiError("not_found", f"No {record_type} {record_id}.", status_code=404)
         if "photos" in blank:
             photos.update(row.get("photos") or ())
         record_server_update(type_name=record_type, record_id=record_id, user=user, changes=blank,
@@ -216,7 +224,7 @@ def _photos_erase(photos: set[str]) -> int:
     if not photos:
         return 0
     still_named: set[str] = set()
-    for rtype in registry.all_types():
+    for rtype in registered_types():
         if "photos" in rtype.field_map:
             for names in rtype.model.objects.filter(photos__overlap=sorted(photos)).values_list("photos", flat=True):
                 still_named.update(names)

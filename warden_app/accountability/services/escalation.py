@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fieldsync.sync.errors import SyncError
+from fieldsync.errors import ApiError, field_error
 
 from ...models import AccessAction, Escalation, PartnerEndpoint
 from ...services.access_log import access_log_records
@@ -39,19 +39,20 @@ def record_escalate(*, user, record_type: str, record_id, endpoint: PartnerEndpo
     disclosed, and to whom, is logged with the escalation row in one transaction. The
     delivery task is queued once that commits."""
     if record_type not in ESCALATABLE:
-        raise SyncError("invalid", "Observations and audit items are escalated (an audit: its items).",
-                        fields={"record_type": [{"code": "not_in_choices"}]})
+        raise ApiError("invalid", "Observations and audit items are escalated (an audit: its items).",
+                       fields={"record_type": [field_error("not_in_choices", "observation or audit_item")]})
     purpose = purpose_checked(purpose)
     with transaction.atomic():
         if not isinstance(endpoint, PartnerEndpoint):
             endpoint = PartnerEndpoint.objects.select_related("organisation").filter(pk=endpoint).first()
         if endpoint is None or not endpoint.active:
-            raise SyncError("invalid", "No such active partner endpoint.", fields={"endpoint": [{"code": "invalid"}]})
+            raise ApiError("invalid", "No such active partner endpoint.",
+                           fields={"endpoint": [field_error("invalid", "no such active partner endpoint")]})
         record = escalation_record(record_type, record_id)
         if record is None or record.deleted_at is not None or not can_escalate(user, record):
-            raise SyncError("not_found", "No such record.", status_code=404)
+            raise ApiError("not_found", "No such record.", status_code=404)
         if getattr(record, "processing_restricted", False):
-            raise SyncError("restricted", "Processing of this record is restricted.", status_code=409)
+            raise ApiError("restricted", "Processing of this record is restricted.", status_code=409)
         personal = (
             sorted(organisation_may_receive_personal(endpoint.organisation, record, record_type) - {"photos"})
             if purpose else []

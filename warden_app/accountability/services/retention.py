@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fieldsync.sync.models import Conflict, QuarantinedMutation, Receipt, RecordVersion
+from fieldsync.sync.api import Conflict, QuarantinedMutation, Receipt, RecordVersion
 
 from ... import permissions
 from ..selectors import RECORD_MODELS, RETENTION_CLOCK, retention_cutoff, retention_days, retention_due

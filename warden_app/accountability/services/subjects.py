@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from fieldsync.sync.errors import SyncError
-from fieldsync.sync.services.records import record_load, record_server_update
+from fieldsync.errors import ApiError, field_error
+from fieldsync.sync.api import record_load, record_server_update
 
 from ... import permissions
 from ...models import AccessAction, AccessLogEntry, Observation
@@ -29,18 +29,18 @@ def purpose_checked(purpose: str, *, name: str = "purpose") -> str:
     ACCESS_LOG_PURPOSE_REQUIRED is off (DUAA 2025 s.82)."""
     purpose = (purpose or "").strip()
     if settings.ACCESS_LOG_PURPOSE_REQUIRED and not purpose:
-        raise SyncError("purpose_required", f"State the {name} (e.g. the request's reference).",
-                        fields={name: [{"code": "required"}]})
+        raise ApiError("purpose_required", f"State the {name} (e.g. the request's reference).",
+                       fields={name: [field_error("required", f"the {name} is required")]})
     if "\x00" in purpose:  # PostgreSQL text cannot hold NUL: refused, as pushes refuse it
-        raise SyncError("invalid", f"The {name} contains a NUL character.",
-                        fields={name: [{"code": "invalid_character"}]})
+        raise ApiError("invalid", f"The {name} contains a NUL character.",
+                       fields={name: [field_error("invalid_character", "contains a NUL character")]})
     return purpose
 
 
 def _dpo(user) -> None:
     if not can_answer_subject_requests(user):
-        raise SyncError("permission_denied", "Only the data protection officer answers subject requests.",
-                        status_code=403)
+        raise ApiError("permission_denied", "Only the data protection officer answers subject requests.",
+                       status_code=403)
 
 
 def subject_access_search(
@@ -53,7 +53,7 @@ def subject_access_search(
     _dpo(user)
     purpose = purpose_checked(purpose)
     if not criteria.given():
-        raise SyncError("invalid", "Give a name, a description or an age.")
+        raise ApiError("invalid", "Give a name, a description or an age.")
     with transaction.atomic():
         records, more = subject_records(criteria, limit=limit, after=after)
         access_log_records(
@@ -67,7 +67,7 @@ def subject_access_search(
 def _locked_row(record_type: str, record_id) -> dict[str, Any]:
     row = record_load(type_name=record_type, record_id=uuid.UUID(str(record_id)), lock=True)
     if row is None:
-        raise SyncError("not_found", "No such record.", status_code=404)
+        raise ApiError("not_found", "No such record.", status_code=404)
     return row
 
 
@@ -81,8 +81,9 @@ def record_rectify(*, user, record_type: str, record_id, changes: dict[str, Any]
     allowed = RECTIFIABLE.get(record_type, frozenset())
     unknown = set(changes) - allowed
     if not changes or unknown:
-        raise SyncError("invalid", f"Rectify one of: {', '.join(sorted(allowed)) or 'nothing'}.",
-                        fields={name: [{"code": "not_rectifiable"}] for name in unknown})
+        raise ApiError("invalid", f"Rectify one of: {', '.join(sorted(allowed)) or 'nothing'}.",
+                       fields={name: [field_error("not_rectifiable", "not a field that may be rectified")]
+                               for name in unknown})
     with transaction.atomic():
         _locked_row(record_type, record_id)
         changed = record_server_update(type_name=record_type, record_id=record_id, user=user, changes=changes,
@@ -103,7 +104,7 @@ def record_restrict(*, user, record_type: str, record_id, restricted: bool, just
     record_id = uuid.UUID(str(record_id))
     model = RESTRICTABLE.get(record_type)
     if model is None:
-        raise SyncError("invalid", f"{record_type} records cannot be restricted.")
+        raise ApiError("invalid", f"{record_type} records cannot be restricted.")
     with transaction.atomic():
         _locked_row(record_type, record_id)
         changed = model.objects.filter(pk=record_id).exclude(processing_restricted=restricted).update(
@@ -126,7 +127,7 @@ def record_erase(
     _dpo(user)
     justification = purpose_checked(justification, name="justification")
     if not permissions.PERSONAL_FIELDS.get(record_type):
-        raise SyncError("invalid", f"{record_type} records hold no personal fields.")
+        raise ApiError("invalid", f"{record_type} records hold no personal fields.")
     with transaction.atomic():
         erased = personal_data_erase(record_type=record_type, record_ids=[record_id], user=user, fields=fields)
         entry = erasure_logged(erased, user=user, purpose=justification, via="dpo.erase")

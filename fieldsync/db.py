@@ -1,4 +1,4 @@
-"""Raw psycopg cursors for the engine's set-based statements.
+"""Raw psycopg cursors for set-based statements (the sync engine's and the domain's).
 
 Django's psycopg backend binds parameters client-side (it quotes every value into the
 SQL text in Python); for a push's column arrays of 500 values that quoting costs more
@@ -45,12 +45,12 @@ def text_array(values) -> str:
 def cursor() -> psycopg.Cursor:
     connection.ensure_connection()
     cur = psycopg.Cursor(connection.connection)
-    # Django makes its connection load json as text (JSONField decodes it); the engine
-    # wants values, so this cursor loads them itself.
+    # Django makes its connection load json as text (JSONField decodes it); raw
+    # statements want values, so this cursor loads them itself.
     cur.adapters.register_loader("jsonb", _OrjsonbLoader)
     cur.adapters.register_loader("json", _OrjsonLoader)
     # Django swaps in a pure-Python timestamptz loader (it re-stamps the zone); a pull of
-    # 1,000 records reads 4,000 timestamps, so the engine takes psycopg's compiled one.
+    # 1,000 records reads 4,000 timestamps, so these cursors take psycopg's compiled one.
     # The session's TimeZone is UTC (Django sets it), so values arrive aware, in UTC.
     cur.adapters.register_loader("timestamptz", psycopg.adapters.get_loader(_TIMESTAMPTZ, pq.Format.TEXT))
     return cur
@@ -58,7 +58,7 @@ def cursor() -> psycopg.Cursor:
 
 def copy_in(statement: str, prepared: list) -> None:
     """Rows (each a sequence of column values, built beforehand) sent by `COPY ... FROM
-    STDIN`: the engine's one way of writing many new rows."""
+    STDIN`: the one way of writing many new rows."""
     if not prepared:
         return
     with cursor() as cur, cur.copy(statement) as copy:
