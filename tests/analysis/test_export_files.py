@@ -125,7 +125,7 @@ def test_xlsx_too_large_for_a_sheet_is_refused_up_front_and_at_build(tworld, que
     response = tworld.client("admin").post("/api/v1/exports", {"type": "observation", "format": "xlsx"},
                                            content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["fields"]["format"] == ["too many records for XLSX"]
+    assert response.json()["fields"]["format"][0]["code"] == "too_many_records"
     assert queued == [] and not Export.objects.exists()
     # Records written between the request and the build: the writer stops, the page says why.
     monkeypatch.setattr(workbooks, "XLSX_MAX_RECORDS", 3)
@@ -268,4 +268,5 @@ def test_the_records_api_turns_xlsx_and_gpkg_reads_into_background_exports(tworl
     assert Export.objects.filter(format__in=["xlsx", "gpkg"]).count() == 2 and len(queued) == 2
     response = client.get("/api/v1/records/observation", {"format": "shp"})
     assert response.status_code == 400
-    assert response.json()["fields"]["format"] == ["one of json, geojson, csv, xlsx, gpkg"]
+    names = "json, geojson, csv, xlsx, gpkg"
+    assert response.json()["fields"]["format"] == [{"code": "not_in_choices", "message": names}]

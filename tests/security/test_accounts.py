@@ -235,7 +235,7 @@ def test_the_desk_page_makes_shows_once_and_revokes_with_csrf(world):
     assert api().get(RECORDS, **bearer(token)).status_code == 200
     listing = client.get("/review/tokens/")
     assert listing.status_code == 200 and b"laptop" in listing.content and token.encode() not in listing.content
-    row_id = listing.context["tokens"][0].id
+    row_id = listing.context["tokens"][0][0].id
 
     other_id, other = make_token("supervisor_leigh")
     assert client.post(f"/review/tokens/{other_id}/revoke", {"csrfmiddlewaretoken": csrf}).status_code == 404

@@ -67,7 +67,9 @@ def test_a_push_deadlocked_on_every_attempt_is_503_busy_and_changes_nothing(twor
                         row = conn.execute(
                             "SELECT wait_event_type, wait_event, %s = ANY(pg_blocking_pids(pid)) "
                             "FROM pg_stat_activity WHERE pid = %s", [me, push_pid]).fetchone()
-                        if row and row[2]:
+                        # Blocked on us, and saying so: the wait event is published a moment
+                        # after the block begins, so one read of both can fall in between.
+                        if row and row[2] and row[0] == "Lock":
                             seen.append((row[0], row[1]))
                             break
                         assert time.monotonic() < deadline, f"the push never waited on our row: {row}"
